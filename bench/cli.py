@@ -1,0 +1,169 @@
+"""The commands behind the Makefile: `bench`, `tasks`, `ui`. Bad input: one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from bench.errors import UserError
+
+# command-line flag -> config key; a flag left unset keeps the preset's value
+FLAGS = {
+    "task": "data.task",
+    "source": "data.source",
+    "data": "data.data_dir",
+    "petl": "petl.method",
+    "methods": "methods",
+    "seeds": "seeds",
+    "backbone": "model.backbone",
+    "checkpoint": "model.checkpoint",
+    "pretrained": "model.pretrained",
+    "device": "device",
+    "suite": "suite",
+    "budget": "budget",
+    "epochs": "train.epochs",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slsbench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("bench", help="train, prune, retrain, measure and log one task")
+    run.add_argument("--preset", default="demo", help="demo (offline CPU default) or paper")
+    run.add_argument("--task", help="VTAB-1k task or alias (e.g. cifar100, eurosat) or digits")
+    run.add_argument("--source", help="auto | folder | tfds | digits")
+    run.add_argument("--data", help="vtab-1k folder root or tfds data_dir")
+    run.add_argument("--petl", help="convpass | adapter | lora")
+    run.add_argument("--methods", help="comma-separated pruners, e.g. none,sls")
+    run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1")
+    run.add_argument("--backbone", help="timm model name")
+    run.add_argument("--checkpoint", help="local backbone weights: .npz, .pth or .safetensors")
+    run.add_argument("--pretrained", help="true: download the backbone's weights from the hub")
+    run.add_argument("--device", help="auto | cpu | cuda")
+    run.add_argument("--suite", help="MLflow experiment name")
+    run.add_argument("--budget", help="match-sls | keep:<k> | params:<fraction>")
+    run.add_argument("--epochs", help="shortcut for --set train.epochs=N")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="any setting, e.g. --set train.lr=1e-3 --set pruners.sls.alpha=0.5")  # fmt: skip
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    commands.add_parser("ui", help="the MLflow UI over the project's tracking store (127.0.0.1)")
+    commands.add_parser("presets", help="list the presets")
+    return parser
+
+
+def overrides(args: argparse.Namespace) -> dict[str, str]:
+    values = {
+        key: getattr(args, flag) for flag, key in FLAGS.items() if getattr(args, flag) is not None
+    }
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def _split_pruner_options(
+    values: dict[str, str],
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    plain, pruners = {}, {}
+    for key, value in values.items():
+        if key.startswith("pruners."):
+            _, name, option = key.split(".", 2)
+            pruners.setdefault(name, {})[option] = value
+        else:
+            plain[key] = value
+    return plain, pruners
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.config import load_config
+    from bench.run import run_benchmark
+
+    plain, pruner_options = _split_pruner_options(overrides(args))
+    config = load_config(args.preset, plain)
+    for name, options in pruner_options.items():
+        config.pruners.setdefault(name, {}).update(_typed(options))
+    outcomes = run_benchmark(config, progress=not args.no_progress)
+    print(summary(outcomes))
+    return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
+
+
+def _typed(options: dict[str, str]) -> dict:
+    import json
+
+    def parse(value: str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+
+    return {k: parse(v) for k, v in options.items()}
+
+
+def summary(outcomes) -> str:
+    from bench.tracking import tracking_uri
+
+    lines = [
+        f"{'method':<16} {'seed':>4} {'status':<9} {'test acc':>8} {'speedup bs1':>11} {'blocks':>6}"
+    ]
+    for o in outcomes:
+        m = o.metrics
+        acc = f"{m['test/acc']:.4f}" if "test/acc" in m else "-"
+        speed = f"{m['speedup/bs1']:.2f}x" if "speedup/bs1" in m else "-"
+        blocks = f"{int(m['blocks/kept'])}" if "blocks/kept" in m else "-"
+        lines.append(f"{o.method:<16} {o.seed:>4} {o.status:<9} {acc:>8} {speed:>11} {blocks:>6}")
+        if o.error:
+            lines.append(f"  error: {o.error}")
+    lines.append(f"runs logged to {tracking_uri()} (open with: make ui)")
+    return "\n".join(lines)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from bench.tracking import client, tracking_uri
+
+    client()  # creates the store folder
+    port = os.environ.get("PORT", "5000")
+    argv = [
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+    ]
+    os.execv(sys.executable, [sys.executable, *argv])
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from bench.config import preset_names
+
+    print("\n".join(preset_names()))
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "ui": cmd_ui, "presets": cmd_presets}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

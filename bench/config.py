@@ -1,0 +1,192 @@
+"""The run configuration: dataclasses are the schema, presets (bench/presets/*.toml) the values.
+
+Precedence: dataclass defaults < preset file < command line (`--task`, ..., `--set a.b=v`).
+`None` means "not set": the component's own default applies (timm's `create_model` way).
+The resolved config is flattened into MLflow params for every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from bench.errors import UserError
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass
+class DataConfig:
+    task: str = "digits"  # VTAB-1k task (or alias), or `digits`, the offline task
+    source: str = "auto"  # auto | folder | tfds | digits
+    data_dir: str | None = None  # vtab-1k folder root, or tfds data_dir
+    image_size: int = 224  # resized once, square, no crop
+    interpolation: str = "bicubic"  # bicubic | bilinear | nearest
+    normalization: str = "imagenet"  # imagenet | 0.5 | none
+    train_split: str = "train800val200"  # train800 for hyper-parameter tuning
+    eval_split: str = "test"  # val200 when tuning
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "vit_base_patch16_224.orig_in21k"  # timm name (orig_in21k = ViT-B_16.npz)
+    checkpoint: str | None = None  # local .npz / .pth / .safetensors file
+    pretrained: bool = False  # download from the hub (needs internet)
+    drop_path: float = 0.1
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra timm create_model options
+
+
+@dataclass
+class PetlConfig:
+    method: str = "convpass"  # convpass | adapter | lora
+    dim: int | None = None  # bottleneck width / LoRA rank (None: method default, 8)
+    scale: float | None = None  # None: the method's per-task value
+    xavier_init: bool | None = None  # Convpass conv init; None: the per-task value
+    dropout: float = 0.1
+
+
+@dataclass
+class Recipe:
+    """An optimisation recipe (the literature's VTAB-1k one by default)."""
+
+    epochs: int = 100
+    warmup_epochs: int = 10
+    lr: float = 1e-3
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    schedule: str = "cosine"  # cosine (warm-up + cosine) | constant
+    eval_every: int = 10  # epochs between test evaluations (the last epoch is always evaluated)
+
+
+@dataclass
+class RetrainConfig:
+    recipe: str = "released"  # released: rerun the transfer recipe | constant: constant_lr
+    constant_lr: float = 1e-5  # the SLS authors' earlier default
+    epochs: int | None = None  # None: as many as the transfer recipe
+
+
+@dataclass
+class MeasureConfig:
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
+    warmup_iters: int = 50
+    timed_iters: int = 100
+    rounds: int = 3  # interleaved rounds of pruned vs unpruned; the median ratio is reported
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    dtype: str = "float32"  # float32 | bfloat16 (autocast)
+    compile: bool = False
+
+
+@dataclass
+class RunConfig:
+    suite: str = "default"  # MLflow experiment
+    preset: str = "paper"
+    methods: list[str] = field(default_factory=lambda: ["none", "sls"])
+    seeds: list[int] = field(default_factory=lambda: [42])
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
+    budget: str = "match-sls"  # how pruners other than SLS are budgeted
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    petl: PetlConfig = field(default_factory=PetlConfig)
+    train: Recipe = field(default_factory=Recipe)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    pruners: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-pruner options
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_config(preset: str = "demo", overrides: dict[str, Any] | None = None) -> RunConfig:
+    """defaults < preset < overrides (dotted keys such as `train.epochs`)."""
+    if preset not in preset_names():
+        from bench.registry import Registry
+
+        registry: Registry[str] = Registry("preset")
+        for name in preset_names():
+            registry.register(name, name)
+        registry.canonical(preset)  # raises the did-you-mean error
+    with open(PRESET_DIR / f"{preset}.toml", "rb") as file:
+        values = tomllib.load(file)
+    config = RunConfig(preset=preset)
+    _apply(config, values, "")
+    for key, value in (overrides or {}).items():
+        set_value(config, key, value)
+    return config
+
+
+def _apply(target: Any, values: dict[str, Any], prefix: str) -> None:
+    for key, value in values.items():
+        current = getattr(target, key, _MISSING) if dataclasses.is_dataclass(target) else _MISSING
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            _apply(current, value, f"{prefix}{key}.")
+        else:
+            set_value(target, key, value, prefix)
+
+
+_MISSING = object()
+
+
+def set_value(config: Any, dotted: str, value: Any, prefix: str = "") -> None:
+    """Set `a.b.c` on nested dataclasses; strings from the command line are coerced to the type."""
+    *path, leaf = dotted.split(".")
+    target = config
+    for part in path:
+        target = getattr(target, part, _MISSING)
+        if target is _MISSING or not dataclasses.is_dataclass(target):
+            raise UserError(f"unknown setting {prefix}{dotted!r}")
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    if leaf not in fields:
+        hint = ", ".join(sorted(fields))
+        raise UserError(f"unknown setting {prefix}{dotted!r}; settings here: {hint}")
+    hint = typing.get_type_hints(type(target))[leaf]
+    setattr(target, leaf, _coerce(value, hint, f"{prefix}{dotted}"))
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value.lower() in ("none", "null") and type(None) in args:
+        return None
+    if args and type(None) in args:
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    try:
+        if hint is bool:
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("1", "true", "yes")
+        if hint in (int, float):
+            return hint(value)
+        if origin is list:
+            return [args[0](v.strip()) for v in value.split(",") if v.strip()]
+        if origin is dict:
+            import json
+
+            return json.loads(value)
+    except ValueError:
+        raise UserError(f"setting {name!r}: cannot read {value!r} as {hint}") from None
+    return value
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {"a.b": v}: the MLflow params of a run."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

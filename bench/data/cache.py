@@ -1,0 +1,110 @@
+"""Decode once: every split is decoded, resized and stored as uint8 (N, 3, S, S) on disk.
+
+Later runs memory-map the file, so a second run starts fast and a large test split (dsprites:
+73,728 images) never needs to fit in memory. Normalisation happens on the fly in the loader.
+The key hashes the source's fingerprint, the task's version, the split and the preprocessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from bench.data.sources import Source
+from bench.tasks import TaskSpec
+
+CACHE_FORMAT = 1
+INTERPOLATIONS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+@dataclass
+class ImageSplit:
+    images: np.ndarray  # (N, 3, S, S) uint8, usually a read-only memmap
+    labels: np.ndarray  # (N,) int64
+    key: str = ""  # hash of what produced it (source bytes, task version, split, preprocessing)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def to_rgb_resized(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
+    """HWC/HW uint8 image -> (3, size, size) uint8, grayscale tiled to RGB."""
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    pil = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
+    if pil.size != (size, size):
+        pil = pil.resize((size, size), INTERPOLATIONS[interpolation])
+    return np.asarray(pil).transpose(2, 0, 1)
+
+
+def cached_split(
+    source: Source,
+    task: TaskSpec,
+    split: str,
+    data_dir: str | None,
+    image_size: int,
+    interpolation: str,
+    cache_root: Path,
+    progress: bool = True,
+) -> ImageSplit:
+    """The split as uint8 tensors, decoded on first use and memory-mapped afterwards."""
+    raw = source.read_split(task, split, data_dir)
+    key = _key(source.name, raw.fingerprint, task, split, image_size, interpolation)
+    path = cache_root / "data" / task.name / f"{split}-{image_size}px-{key}"
+    images_file, labels_file = path.with_suffix(".images.npy"), path.with_suffix(".labels.npy")
+    if not (images_file.exists() and labels_file.exists()):
+        _write(
+            raw,
+            images_file,
+            labels_file,
+            image_size,
+            interpolation,
+            f"{task.name}/{split}",
+            progress,
+        )
+    return ImageSplit(np.load(images_file, mmap_mode="r"), np.load(labels_file), key)
+
+
+def _key(source: str, fingerprint: str, task: TaskSpec, split: str, size: int, interp: str) -> str:
+    if interp not in INTERPOLATIONS:
+        raise ValueError(
+            f"unknown interpolation {interp!r}; expected one of {list(INTERPOLATIONS)}"
+        )
+    payload = [CACHE_FORMAT, source, fingerprint, task.name, task.version, split, size, interp]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+def _write(
+    raw, images_file: Path, labels_file: Path, size: int, interp: str, what: str, progress: bool
+):
+    """Stream images into a memmap under a temporary name, then rename: never a half file."""
+    images_file.parent.mkdir(parents=True, exist_ok=True)
+    n = len(raw.labels)
+    tmp_images = images_file.with_name(f".{images_file.name}.{os.getpid()}.tmp")
+    out = np.lib.format.open_memmap(tmp_images, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+    count = 0
+    for i, image in enumerate(
+        tqdm(raw.images, total=n, desc=f"decode {what}", disable=not progress)
+    ):
+        out[i] = to_rgb_resized(image, size, interp)
+        count += 1
+    out.flush()
+    del out
+    if count != n:
+        tmp_images.unlink(missing_ok=True)
+        raise RuntimeError(f"{what}: the source gave {count} images for {n} labels")
+    tmp_labels = labels_file.with_name(f".{labels_file.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp_labels, np.asarray(raw.labels, dtype=np.int64))
+    os.replace(tmp_labels, labels_file)
+    os.replace(tmp_images, images_file)

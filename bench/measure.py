@@ -1,0 +1,130 @@
+"""Throughput (timm benchmark.py's way), speedup against the unpruned model, MACs, parameters.
+
+On CPU the absolute images/s mean little; the ratio to the unpruned PETL model, measured in the
+same process with the two models interleaved, does. Every setting that changes the number is
+returned with it so it can be logged.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.config import MeasureConfig
+from bench.models.petl import task_parameter_names
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _dtype_context(device: torch.device, dtype: str):
+    if dtype == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if dtype != "float32":
+        raise ValueError(f"unknown measure dtype {dtype!r}; expected float32 or bfloat16")
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.inference_mode()
+def throughput(
+    model: nn.Module,
+    batch: int,
+    image_size: int,
+    device: torch.device,
+    warmup: int,
+    iters: int,
+    dtype: str = "float32",
+) -> float:
+    """Images per second of `model` in eval mode on random input."""
+    model.eval()
+    x = torch.randn(batch, 3, image_size, image_size, device=device)
+    with _dtype_context(device, dtype):
+        for _ in range(warmup):
+            model(x)
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            model(x)
+        _sync(device)
+    return batch * iters / (time.perf_counter() - start)
+
+
+def compare_throughput(
+    reference: nn.Module,
+    candidate: nn.Module,
+    image_size: int,
+    device: torch.device,
+    cfg: MeasureConfig,
+) -> dict[str, float]:
+    """Throughput of both models and the candidate's speedup, interleaved round by round.
+
+    Returns `throughput/bs{B}`, `throughput_unpruned/bs{B}` (medians over rounds) and
+    `speedup/bs{B}` (median of the per-round ratios) for each batch size.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    reference, candidate = _maybe_compile(reference, cfg), _maybe_compile(candidate, cfg)
+    out: dict[str, float] = {}
+    for batch in cfg.batch_sizes:
+        ref, cand = [], []
+        for _ in range(cfg.rounds):
+            args = (batch, image_size, device, cfg.warmup_iters, cfg.timed_iters, cfg.dtype)
+            ref.append(throughput(reference, *args))
+            cand.append(throughput(candidate, *args))
+        out[f"throughput/bs{batch}"] = statistics.median(cand)
+        out[f"throughput_unpruned/bs{batch}"] = statistics.median(ref)
+        out[f"speedup/bs{batch}"] = statistics.median(c / r for c, r in zip(cand, ref, strict=True))
+    return out
+
+
+def _maybe_compile(model: nn.Module, cfg: MeasureConfig) -> nn.Module:
+    return torch.compile(model) if cfg.compile else model
+
+
+def measure_settings(device: torch.device, cfg: MeasureConfig) -> dict[str, str]:
+    """Everything that changes a throughput number, for the run's params/tags."""
+    return {
+        "measure.device_name": device_name(device),
+        "measure.device": device.type,
+        "measure.dtype": cfg.dtype,
+        "measure.threads": str(torch.get_num_threads()),
+        "measure.compile": str(cfg.compile),
+        "measure.torch": torch.__version__,
+    }
+
+
+@torch.inference_mode()
+def count_macs(model: nn.Module, image_size: int, device: torch.device) -> int:
+    """Multiply-accumulates of one 1-image forward (FLOPs / 2 by torch's flop counter)."""
+    model.eval()
+    x = torch.randn(1, 3, image_size, image_size, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """params/total of the deployed model, params/trainable, and what is stored per task."""
+    names = task_parameter_names(model)
+    stored = sum(model.get_parameter(n).numel() for n in names)
+    head = sum(model.get_parameter(n).numel() for n in names if n.startswith("head."))
+    return {
+        "params/total": sum(p.numel() for p in model.parameters()),
+        "params/trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "params/stored": stored,
+        "params/stored_no_head": stored - head,
+    }

@@ -1,0 +1,97 @@
+"""timm ViT backbones by name, with optional local weights (.npz, .pth, .safetensors) or the hub."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+from bench.errors import UserError
+
+HEAD_KEYS = ("head.weight", "head.bias")
+
+
+def create_backbone(
+    name: str,
+    num_classes: int,
+    image_size: int,
+    drop_path: float = 0.0,
+    checkpoint: str | None = None,
+    pretrained: bool = False,
+    kwargs: dict | None = None,
+) -> VisionTransformer:
+    """A timm ViT with a fresh `num_classes` head; weights from `checkpoint` or the hub if asked."""
+    try:
+        model = timm.create_model(
+            name,
+            pretrained=pretrained and checkpoint is None,
+            num_classes=num_classes,
+            img_size=image_size,
+            drop_path_rate=drop_path,
+            **(kwargs or {}),
+        )
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            raise UserError(
+                f"{err}. List names with: python -c 'import timm; print(timm.list_models(\"vit*\"))'"
+            ) from None
+        raise
+    if not isinstance(model, VisionTransformer):
+        raise UserError(f"backbone {name!r} is not a timm VisionTransformer; SLS needs a ViT")
+    if checkpoint:
+        load_checkpoint(model, checkpoint)
+    return model
+
+
+def weights_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_checkpoint(model: VisionTransformer, path: str | Path) -> None:
+    """Load backbone weights; the head stays task-specific. Fails clearly if they do not fit."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".npz":  # the original ViT-B_16.npz, through timm's own loader
+        try:
+            model.load_pretrained(str(path))
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise UserError(f"checkpoint {path.name} does not fit the model: {err}") from None
+        return
+    state = _read_state_dict(path)
+    state = {k: v for k, v in checkpoint_filter_fn(state, model).items() if k not in HEAD_KEYS}
+    own = {k: v.shape for k, v in model.state_dict().items() if k not in HEAD_KEYS}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k] != state[k].shape)
+    if missing or unexpected or wrong:
+        raise UserError(
+            f"checkpoint {path.name} does not fit the model: {len(missing)} missing "
+            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
+            f"{len(wrong)} with another shape (e.g. {wrong[:2]}). Check BACKBONE matches it."
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt or foreign file: say which, not a traceback
+        raise UserError(f"cannot read checkpoint {path.name}: {err}") from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path.name} holds no state dict")
+    return state

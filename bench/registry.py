@@ -1,0 +1,73 @@
+"""One small generic registry: the name is the key, with did-you-mean errors (timm / lm-eval style)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+from bench.errors import UserError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names (and aliases) to objects. Entries may be lazy "module:attr" strings."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T | str] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, name: str, obj: T | str | None = None, *, aliases: tuple[str, ...] = ()):
+        """Register `obj` under `name`; without `obj`, acts as a decorator."""
+
+        def add(target: T | str) -> T | str:
+            for key in (name, *aliases):
+                if key in self._entries or key in self._aliases:
+                    raise ValueError(f"{self.kind} {key!r} is registered twice")
+            self._entries[name] = target
+            for alias in aliases:
+                self._aliases[alias] = name
+            return target
+
+        return add(obj) if obj is not None else add
+
+    def canonical(self, name: str) -> str:
+        """The registered name for `name` or one of its aliases; a did-you-mean error otherwise."""
+        key = name.strip().lower()
+        if key in self._entries:
+            return key
+        if key in self._aliases:
+            return self._aliases[key]
+        raise UserError(self._unknown_message(name))
+
+    def get(self, name: str) -> T:
+        key = self.canonical(name)
+        entry = self._entries[key]
+        if isinstance(entry, str):
+            module, _, attr = entry.partition(":")
+            entry = getattr(importlib.import_module(module), attr)
+            self._entries[key] = entry
+        return entry  # type: ignore[return-value]
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        key = name.strip().lower()
+        return key in self._entries or key in self._aliases
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        for name in self._entries:
+            yield name, self.get(name)
+
+    def _unknown_message(self, name: str) -> str:
+        known = sorted([*self._entries, *self._aliases])
+        close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return f"unknown {self.kind} {name!r}.{hint} Valid: {', '.join(sorted(self._entries))}"

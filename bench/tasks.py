@@ -1,0 +1,231 @@
+"""The VTAB-1k tasks as data (plus the offline `digits` task), following Google's task_adaptation.
+
+Each task names its tfds builder, the split strings of the 1k protocol, its label rule and its
+number of classes. Split arithmetic (val200 / test carved out of `train` for some tasks) is here,
+as data, so it can be tested without any dataset on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.registry import Registry
+
+SPLITS = ("train800", "val200", "train800val200", "test")
+GROUPS = ("natural", "specialized", "structured")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str  # the vtab-1k folder name
+    group: str  # natural | specialized | structured | offline
+    num_classes: int
+    tfds_name: str | None  # builder[/config][:version] as tfds.data_source takes it
+    val200: str | None  # tfds split string of the 200 validation images
+    test: str | None  # tfds split string of the test split
+    label_rule: str = "label"  # name of a function in bench.data.labels
+    image_key: str = "image"
+    aliases: tuple[str, ...] = ()
+    manual_download: str | None = None  # instructions when tfds cannot download it
+    version: str = "1"  # bump when the task's definition changes (cache keys include it)
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+    image_rule: str = "as_is"  # name of an image rule in bench.data.labels (tfds examples)
+
+    @property
+    def train800(self) -> str:
+        return "train[:800]"
+
+    def split_string(self, split: str) -> str:
+        """The tfds split string for one of SPLITS."""
+        if split == "train800":
+            return self.train800
+        if split == "val200":
+            return self.val200
+        if split == "train800val200":
+            return f"{self.train800}+{self.val200}"
+        if split == "test":
+            return self.test
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+
+
+def _task(name, group, classes, tfds_name, val200, test, **kw) -> TaskSpec:
+    return TaskSpec(name, group, classes, tfds_name, val200, test, **kw)
+
+
+_RESISC_MANUAL = (
+    "resisc45 needs a manual download: get NWPU-RESISC45.rar (from the dataset authors' OneDrive "
+    "link on the tfds resisc45 catalogue page) and extract it so that the folder "
+    "<DATA>/downloads/manual/NWPU-RESISC45/ holds the 45 class folders"
+)
+_DR_MANUAL = (
+    "diabetic_retinopathy needs a manual download from Kaggle (competition "
+    "'diabetic-retinopathy-detection'): unpack train.zip, test.zip and sample.zip into the folders "
+    "train/, test/ and sample/ and put trainLabels.csv next to them, all under "
+    "<DATA>/downloads/manual/ (tfds also fetches the test labels, and needs opencv-python)"
+)
+
+VTAB_TASKS: tuple[TaskSpec, ...] = (
+    _task(
+        "cifar",
+        "natural",
+        100,
+        "cifar100:3.*.*",
+        "train[45000:45200]",
+        "test",
+        aliases=("cifar100", "cifar-100"),
+    ),
+    _task("caltech101", "natural", 102, "caltech101:3.*.*", "train[2754:2954]", "test"),
+    _task("dtd", "natural", 47, "dtd:3.*.*", "validation[:200]", "test"),
+    _task(
+        "oxford_flowers102",
+        "natural",
+        102,
+        "oxford_flowers102:2.*.*",
+        "validation[:200]",
+        "test",
+        aliases=("flowers102", "flowers"),
+    ),
+    _task(
+        "oxford_iiit_pet",
+        "natural",
+        37,
+        "oxford_iiit_pet",
+        "train[2944:3144]",
+        "test",
+        aliases=("pets", "oxford_pet"),
+        notes="tfds 4.9 builds only 4.0.0",
+    ),
+    _task("svhn", "natural", 10, "svhn_cropped:3.*.*", "train[65931:66131]", "test"),
+    _task("sun397", "natural", 397, "sun397/tfds:4.*.*", "validation[:200]", "test"),
+    _task(
+        "patch_camelyon",
+        "specialized",
+        2,
+        "patch_camelyon:2.*.*",
+        "validation[:200]",
+        "test",
+        aliases=("camelyon", "pcam"),
+    ),
+    _task("eurosat", "specialized", 10, "eurosat/rgb:2.*.*", "train[16200:16400]", "train[21600:]"),
+    _task(
+        "resisc45",
+        "specialized",
+        45,
+        "resisc45:3.*.*",
+        "train[18900:19100]",
+        "train[25200:]",
+        manual_download=_RESISC_MANUAL,
+        extra={"manual_files": ("NWPU-RESISC45",)},
+    ),
+    _task(
+        "diabetic_retinopathy",
+        "specialized",
+        5,
+        "diabetic_retinopathy_detection/btgraham-300:3.*.*",
+        "validation[:200]",
+        "test",
+        aliases=("retinopathy", "diabetic_retinopathy_detection"),
+        manual_download=_DR_MANUAL,
+        extra={"manual_files": ("train", "test", "sample", "trainLabels.csv")},
+    ),
+    _task(
+        "clevr_count",
+        "structured",
+        8,
+        "clevr:3.*.*",
+        "train[63000:63200]",
+        "validation",
+        label_rule="clevr_count",
+        notes="test = validation: tfds test has no labels",
+    ),
+    _task(
+        "clevr_dist",
+        "structured",
+        6,
+        "clevr:3.*.*",
+        "train[63000:63200]",
+        "validation",
+        label_rule="clevr_dist",
+        notes="test = validation: tfds test has no labels",
+    ),
+    _task("dmlab", "structured", 6, "dmlab:2.0.1", "validation[:200]", "test"),
+    _task(
+        "kitti",
+        "structured",
+        4,
+        "kitti:3.2.0",
+        "validation[:200]",
+        "test",
+        label_rule="kitti_dist",
+        aliases=("kitti_dist",),
+        notes="3.1.0 in task_adaptation; same data",
+    ),
+    _task(
+        "dsprites_loc",
+        "structured",
+        16,
+        "dsprites:2.*.*",
+        "train[589824:590024]",
+        "train[663552:]",
+        label_rule="dsprites_loc",
+        image_rule="binary_to_255",
+    ),
+    _task(
+        "dsprites_ori",
+        "structured",
+        16,
+        "dsprites:2.*.*",
+        "train[589824:590024]",
+        "train[663552:]",
+        label_rule="dsprites_ori",
+        image_rule="binary_to_255",
+    ),
+    _task(
+        "smallnorb_azi",
+        "structured",
+        18,
+        "smallnorb:2.*.*",
+        "test[:200]",
+        "test[50%:]",
+        label_rule="smallnorb_azi",
+    ),
+    _task(
+        "smallnorb_ele",
+        "structured",
+        9,
+        "smallnorb:2.*.*",
+        "test[:200]",
+        "test[50%:]",
+        label_rule="smallnorb_ele",
+    ),
+)
+
+# Offline smoke task: scikit-learn's bundled 8x8 digits arranged like a VTAB-1k task.
+DIGITS = TaskSpec(
+    "digits",
+    "offline",
+    10,
+    tfds_name=None,
+    val200=None,
+    test=None,
+    notes="scikit-learn digits: a pipeline smoke check, not evidence about the methods",
+)
+
+TASKS: Registry[TaskSpec] = Registry("task")
+for _spec in (*VTAB_TASKS, DIGITS):
+    TASKS.register(_spec.name, _spec, aliases=_spec.aliases)
+
+
+def get_task(name: str) -> TaskSpec:
+    return TASKS.get(name)
+
+
+def tasks_in(selection: str) -> list[TaskSpec]:
+    """Tasks named by `all`, a group name, or a comma-separated list of task names/aliases."""
+    selection = selection.strip().lower()
+    if selection == "all":
+        return list(VTAB_TASKS)
+    if selection in GROUPS:
+        return [t for t in VTAB_TASKS if t.group == selection]
+    return [get_task(name) for name in selection.split(",") if name.strip()]

@@ -1,0 +1,156 @@
+"""MLflow: where runs go, and one run's params, tags, metrics and artifacts, logged in batches.
+
+Default store: `sqlite:///results/mlflow.db` with artifacts under `results/mlartifacts/`;
+`MLFLOW_TRACKING_URI` points it elsewhere (e.g. an `mlflow server` shared by several machines).
+A run that raises ends FAILED (KILLED on Ctrl-C) with its error recorded as a tag and artifact.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from bench.paths import PROJECT_ROOT, results_dir  # noqa: E402
+
+MAX_PARAM_LENGTH = 6000
+BATCH = 100  # MLflow's limit on params per log_batch call
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{results_dir() / 'mlflow.db'}"
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def get_experiment_id(client: MlflowClient, name: str) -> str:
+    """The suite's experiment, created with an explicit artifact location on local stores."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if _is_local(client.tracking_uri):
+        location = (results_dir() / "mlartifacts" / name).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def client() -> MlflowClient:
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
+
+
+def environment_tags() -> dict[str, str]:
+    """Git commit and dirty flag, package versions, Python: what makes a run reproducible."""
+    tags = {"python": sys.version.split()[0]}
+    for package in (
+        "torch",
+        "timm",
+        "scikit-learn",
+        "mlflow",
+        "torch-pruning",
+        "tensorflow-datasets",
+    ):
+        try:
+            tags[f"version.{package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    tags.update(_git_tags())
+    return tags
+
+
+def _git_tags() -> dict[str, str]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git.commit": commit or "unknown", "git.dirty": str(dirty)}
+
+
+class TrackedRun:
+    """One MLflow run as a context manager: FINISHED on success, FAILED / KILLED otherwise."""
+
+    def __init__(
+        self, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str]
+    ):
+        self.client = client()
+        experiment_id = get_experiment_id(self.client, experiment)
+        run = self.client.create_run(experiment_id, tags=tags, run_name=run_name)
+        self.run_id = run.info.run_id
+        self.params = params
+
+    def __enter__(self) -> TrackedRun:
+        self.log_params(self.params)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.client.set_terminated(self.run_id, "FINISHED")
+            return False
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        message = f"{exc_type.__name__}: {exc}"
+        self.client.set_tag(self.run_id, "error", message[:5000])
+        self.client.log_text(self.run_id, "".join(traceback.format_exception(exc)), "error.txt")
+        self.client.set_terminated(self.run_id, status)
+        return False
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + BATCH])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        stamp = _now_ms()
+        items = [Metric(k, float(v), stamp, step) for k, v in metrics.items() if v is not None]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def log_history(self, prefix: str, history: list[dict]) -> None:
+        """Per-epoch values as `<prefix>/<name>` with the epoch as step, in one batch."""
+        stamp = _now_ms()
+        items = [
+            Metric(f"{prefix}/{k}", float(v), stamp, record["epoch"])
+            for record in history
+            for k, v in record.items()
+            if k != "epoch"
+        ]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_dict(self, values: dict, name: str) -> None:
+        self.client.log_dict(self.run_id, values, name)
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)

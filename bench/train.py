@@ -1,0 +1,113 @@
+"""PETL training (and retraining after pruning): AdamW on the task parameters, warm-up + cosine.
+
+Test accuracy is evaluated every `eval_every` epochs and at the last epoch. The last-epoch
+accuracy is the headline; the best of those evaluations is kept apart, as most papers report it
+(it selects on the test set).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import torch
+from timm.scheduler import CosineLRScheduler
+from torch import nn
+from tqdm import tqdm
+
+from bench.config import Recipe
+
+
+@dataclass
+class TrainResult:
+    final_acc: float  # test accuracy after the last epoch (headline)
+    best_acc: float  # best test accuracy over the periodic evaluations (selects on test)
+    seconds: float
+    history: list[dict] = field(default_factory=list)  # per epoch: epoch, loss, lr[, test_acc]
+
+
+def autocast(device: torch.device, dtype: str = "bfloat16"):
+    """bf16 autocast on GPU; full precision on CPU (bf16 matmuls are slow on most CPUs)."""
+    if device.type == "cuda" and dtype == "bfloat16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, loader, device: torch.device, desc: str = "eval", progress: bool = True
+) -> float:
+    """Top-1 accuracy over the whole loader."""
+    model.eval()
+    correct = total = 0
+    for images, labels in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        with autocast(device):
+            logits = model(images)
+        correct += (logits.argmax(dim=-1) == labels).sum().item()
+        total += labels.numel()
+    return correct / max(total, 1)
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise RuntimeError("nothing to train: no parameter requires grad")
+    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.schedule == "constant":
+        return optimizer, None
+    if recipe.schedule != "cosine":
+        raise ValueError(f"unknown schedule {recipe.schedule!r}; expected cosine or constant")
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=recipe.epochs,
+        lr_min=recipe.min_lr,
+        warmup_t=recipe.warmup_epochs,
+        warmup_lr_init=recipe.warmup_lr,
+    )
+    return optimizer, scheduler
+
+
+def train(
+    model: nn.Module,
+    train_loader,
+    eval_loader,
+    recipe: Recipe,
+    device: torch.device,
+    seed: int,
+    desc: str = "train",
+    progress: bool = True,
+) -> TrainResult:
+    """Train the parameters that require grad; evaluate on `eval_loader` periodically."""
+    torch.manual_seed(seed)
+    optimizer, scheduler = make_optimizer(model, recipe)
+    criterion = nn.CrossEntropyLoss()
+    history, evaluations, start = [], [], time.perf_counter()
+    epochs = tqdm(range(recipe.epochs), desc=desc, disable=not progress)
+    for epoch in epochs:
+        if scheduler is not None:
+            scheduler.step(epoch)
+        loss = _train_epoch(model, train_loader, optimizer, criterion, device)
+        record = {"epoch": epoch + 1, "loss": loss, "lr": optimizer.param_groups[0]["lr"]}
+        if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
+            record["test_acc"] = evaluate(model, eval_loader, device, f"{desc} eval", progress)
+            evaluations.append(record["test_acc"])
+        history.append(record)
+        epochs.set_postfix(loss=f"{loss:.3f}", acc=f"{evaluations[-1]:.3f}" if evaluations else "-")
+    if not evaluations:  # zero epochs: still report the model as it is
+        evaluations.append(evaluate(model, eval_loader, device, f"{desc} eval", progress))
+    return TrainResult(evaluations[-1], max(evaluations), time.perf_counter() - start, history)
+
+
+def _train_epoch(model, loader, optimizer, criterion, device) -> float:
+    model.train()
+    total, batches = 0.0, 0
+    for images, labels in loader:
+        with autocast(device):
+            loss = criterion(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        batches += 1
+    return total / max(batches, 1)

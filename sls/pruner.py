@@ -1,0 +1,77 @@
+"""SLS as a pruner: features -> embed -> score -> select, then keep the first k blocks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import metadata
+
+from bench.models.truncate import keep_first
+from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
+from sls.embed import embed
+from sls.features import block_features
+from sls.plot import plot_scores
+from sls.score import oriented_score, score
+from sls.select import decide_depth
+
+
+@PRUNERS.register("sls")
+@dataclass
+class SLS(Pruner):
+    """Straightforward Layer-wise Pruning (Han & Tang, ECCV 2024), as the authors' code does it.
+
+    Keeps the first k blocks, where k is found by scanning the per-block silhouette of a t-SNE
+    embedding of CLS features on train800val200 from the top block down (spec: SLS.md).
+    """
+
+    name = "sls"
+    fixed_budget = "auto"  # SLS chooses its own depth
+
+    alpha: float = 0.3  # threshold = alpha * SC_N below the top block
+    min_blocks: int = 1  # floor on k
+    embedding: str = "tsne"  # tsne (scikit-learn) | opentsne | pca | none
+    metric: str = "silhouette"  # silhouette | calinski_harabasz | davies_bouldin
+    feature: str = "cls"  # cls | mean (of patch tokens)
+    embed_seed: int = 0  # t-SNE random_state (the authors: 0)
+    full_curve: bool = False  # embed every block (for plots) instead of the lazy scan
+
+    def prune(self, ctx: PruneContext) -> PruneResult:
+        start = time.perf_counter()
+        features, labels = block_features(ctx.model, ctx.calibration, self.feature)
+
+        def block_score(block: int) -> float:
+            embedding = embed(features[block - 1], self.embedding, seed=self.embed_seed)
+            return oriented_score(score(embedding, labels, self.metric), self.metric)
+
+        decision = decide_depth(
+            block_score, len(features), self.alpha, self.min_blocks, lazy=not self.full_curve
+        )
+        seconds = time.perf_counter() - start
+        model = keep_first(ctx.model, decision.k)
+        plot = ctx.artifact_dir / "sls_scores.png"
+        plot_scores(decision, plot)
+        record = {**decision.to_dict(), "settings": self.settings(), "seconds": seconds,
+                  "versions": _versions()}  # fmt: skip
+        metrics = {
+            "k": decision.k,
+            "decision_seconds": seconds,
+            "blocks_embedded": len(decision.scores),
+        }
+        if decision.threshold is not None:
+            metrics["threshold"] = decision.threshold
+        metrics.update({f"score/block_{b:02d}": v for b, v in decision.scores.items()})
+        return PruneResult(model, {"k": decision.k}, record, metrics, [plot], retrain=True)
+
+    @classmethod
+    def restore(cls, model, state):
+        return keep_first(model, state["k"])
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("scikit-learn", "openTSNE", "numpy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,58 @@
+"""Shared fixtures: one MLflow store and results folder per test session, tiny models."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+TINY_VIT = {"patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_results(tmp_path_factory):
+    """Every test writes under a temporary results/ and one SQLite store (created once)."""
+    root = tmp_path_factory.mktemp("results")
+    saved = {
+        k: os.environ.get(k) for k in ("SLSBENCH_RESULTS", "SLSBENCH_CACHE", "MLFLOW_TRACKING_URI")
+    }
+    os.environ["SLSBENCH_RESULTS"] = str(root)
+    os.environ["SLSBENCH_CACHE"] = str(root / "cache")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def tiny_vit(num_classes: int = 10, depth: int = 4, seed: int = 0):
+    from bench.models.backbone import create_backbone
+
+    torch.manual_seed(seed)
+    kwargs = {**TINY_VIT, "depth": depth}
+    return create_backbone("vit_tiny_patch16_224", num_classes, 16, 0.0, kwargs=kwargs)
+
+
+def tiny_config(**overrides):
+    """The demo preset shrunk to seconds: 4-block width-32 ViT, 2 epochs, few timing iterations."""
+    from bench.config import load_config
+
+    values = {
+        "model.kwargs": {**TINY_VIT},
+        "train.epochs": 2,
+        "train.warmup_epochs": 1,
+        "train.eval_every": 1,
+        "measure.warmup_iters": 1,
+        "measure.timed_iters": 2,
+        "measure.rounds": 1,
+        "measure.batch_sizes": [1, 8],
+        "suite": "tests",
+        **overrides,
+    }
+    return load_config("demo", values)
