@@ -24,7 +24,7 @@ from bench.config import Recipe, RunConfig, flatten
 from bench.data import BatchLoader, ImageSplit, cached_split, resolve_source
 from bench.errors import UserError
 from bench.models.backbone import create_backbone, weights_sha256
-from bench.models.petl import PetlSettings, attach_petl, resolve_settings
+from bench.models.petl import PetlSettings, attach_petl, merged_copy, resolve_settings
 from bench.paths import cache_dir
 from bench.pruning import PRUNERS, Budget, PruneContext, make_pruner
 from bench.state import save_task_state
@@ -299,12 +299,22 @@ def _efficiency(
     metrics: dict[str, float] = measure.compare_throughput(
         unpruned, pruned, size, device, config.measure
     )
+    merged_pruned, merged_unpruned = merged_copy(pruned), merged_copy(unpruned)
+    if merged_pruned is not None:
+        merged = measure.compare_throughput(merged_unpruned, merged_pruned, size, device, config.measure)
+        metrics.update({_merged_name(k): v for k, v in merged.items()})
     metrics["macs"] = measure.count_macs(pruned, size, device)
     metrics["macs_unpruned"] = measure.count_macs(unpruned, size, device)
     metrics.update(measure.parameter_counts(pruned))
     metrics["params/total_unpruned"] = measure.parameter_counts(unpruned)["params/total"]
     metrics["blocks/kept"] = len(pruned.blocks)
     return metrics
+
+
+def _merged_name(metric: str) -> str:
+    """`speedup/bs1` -> `speedup_merged/bs1`: the same measurement with adapters merged."""
+    family, _, batch = metric.partition("/")
+    return f"{family}_merged/{batch}"
 
 
 def run_params(config, data, settings, method, pruner_settings, budget, seed, weights) -> dict:

@@ -37,12 +37,15 @@ def score(embedding: np.ndarray, labels: np.ndarray, metric: str = "silhouette")
 
 
 def oriented_score(value: float, metric: str) -> float:
-    """Return `value` so that higher means better separated, as the selection rule assumes.
+    """Return `value` so that higher means better separated and positive, as the rule assumes.
 
-    Davies-Bouldin is lower-is-better, so it is negated. Note that a negated Davies-Bouldin is
-    always <= 0, so the rule's "SC_N <= 0 keeps all blocks" case always applies to it unchanged:
-    to use it for a real decision, a caller has to shift or invert it first.
+    Davies-Bouldin is lower-is-better and non-negative, so it is inverted (1 / DB), not negated:
+    a negated DB is always <= 0 and would always trip the rule's "SC_N <= 0 keeps all blocks"
+    case, whereas 1 / DB keeps the threshold `alpha * score_N` a ratio, as for the other metrics.
+    This orientation is this suite's choice; the SLS authors only report looking at the metric.
     """
     if metric not in HIGHER_IS_BETTER:
         raise UserError(f"unknown metric {metric!r}; valid: {', '.join(HIGHER_IS_BETTER)}")
-    return value if HIGHER_IS_BETTER[metric] else -value
+    if HIGHER_IS_BETTER[metric]:
+        return value
+    return 1.0 / max(value, 1e-12)

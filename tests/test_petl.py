@@ -61,3 +61,17 @@ def test_lora_merged_equals_unmerged():
         lora.v_up.weight.normal_()
     x = torch.randn(2, 17, 32)
     assert torch.allclose(lora.merged()(x), lora(x), atol=1e-5)
+
+
+def test_merged_copy_folds_lora_and_keeps_outputs():
+    from bench.models.petl import merged_copy
+
+    model = attach_petl(tiny_vit(), resolve_settings("lora", "digits")).eval()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.qkv.q_up.weight.normal_()
+    merged = merged_copy(model).eval()
+    assert not any(isinstance(m, LoRAQKV) for m in merged.modules())
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.allclose(merged(x), model(x), atol=1e-4)
+    assert merged_copy(attach_petl(tiny_vit(), resolve_settings("adapter", "digits"))) is None

@@ -7,6 +7,7 @@ the classifier head's, are what trains and what is stored per task.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -276,3 +277,16 @@ def freeze_backbone(model: nn.Module) -> None:
 
 def task_parameter_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_parameters() if is_task_parameter(model, name)]
+
+
+def merged_copy(model: nn.Module) -> nn.Module | None:
+    """A copy with mergeable PETL modules folded into the backbone (as deployed), or None if the
+    model has none. Merging changes speed, not outputs."""
+    if not any(isinstance(m, LoRAQKV) for m in model.modules()):
+        return None
+    merged = copy.deepcopy(model)
+    for module in list(merged.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, LoRAQKV):
+                setattr(module, name, child.merged())
+    return merged
