@@ -18,6 +18,7 @@ BACKBONE ?=
 CHECKPOINT ?=
 DEVICE ?=
 BUDGET ?=
+EXPORT ?=
 EPOCHS ?=
 ARGS ?=
 
@@ -27,10 +28,12 @@ BENCH_ARGS = --preset $(PRESET) $(call opt,task,$(TASK)) $(call opt,petl,$(PETL)
 	$(call opt,data,$(DATA)) $(call opt,backbone,$(BACKBONE)) $(call opt,checkpoint,$(CHECKPOINT)) \
 	$(call opt,device,$(DEVICE)) $(call opt,budget,$(BUDGET)) $(call opt,epochs,$(EPOCHS)) $(ARGS)
 
-.PHONY: install bench test ui lint format help
+.PHONY: install bench tasks prepare test ui lint format help
 
 help:
 	@echo "make bench   run the benchmark (offline default: digits, demo preset)"
+	@echo "make tasks   the 19 VTAB-1k tasks and whether their data is found (DATA=...)"
+	@echo "make prepare TASK=<task|all> DATA=<dir> [EXPORT=<dir>]  prepare tfds data"
 	@echo "make test    run the test suite"
 	@echo "make ui      open the MLflow UI on 127.0.0.1:5000"
 	@echo "make lint    ruff"
@@ -45,6 +48,15 @@ install: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench bench $(BENCH_ARGS)
+
+tasks: $(STAMP)
+	$(PY) -m bench tasks $(call opt,data,$(DATA))
+
+# Preparing tfds data needs TensorFlow: the optional extra is installed here, not by `install`.
+prepare: $(STAMP)
+	@test -n "$(TASK)" -a -n "$(DATA)" || { echo "usage: make prepare TASK=<task|group|all> DATA=<tfds data_dir> [EXPORT=<vtab-1k root>]"; exit 2; }
+	$(PY) -m pip install -e ".[tensorflow]"
+	$(PY) -m bench prepare --task $(TASK) --data $(DATA) $(call opt,export,$(EXPORT))
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

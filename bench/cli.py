@@ -1,4 +1,4 @@
-"""The commands behind the Makefile: `bench`, `tasks`, `ui`. Bad input: one line, exit 2."""
+"""The commands behind the Makefile: bench, tasks, prepare, ui. Bad input: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -48,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="any setting, e.g. --set train.lr=1e-3 --set pruners.sls.alpha=0.5")  # fmt: skip
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    tasks = commands.add_parser("tasks", help="the 19 VTAB-1k tasks and whether their data is here")
+    tasks.add_argument("--data", help="vtab-1k folder root or tfds data_dir to look in")
+
+    prepare = commands.add_parser("prepare", help="download and prepare tfds data (array_record)")
+    prepare.add_argument(
+        "--task", required=True, help="a task, a comma-separated list, a group, or all"
+    )
+    prepare.add_argument("--data", required=True, help="tfds data_dir to prepare into")
+    prepare.add_argument(
+        "--export", help="also write the task(s) in the vtab-1k folder layout here"
+    )
 
     commands.add_parser("ui", help="the MLflow UI over the project's tracking store (127.0.0.1)")
     commands.add_parser("presets", help="list the presets")
@@ -142,6 +154,21 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from bench.data.prepare import format_task_table, task_table
+
+    print(format_task_table(task_table(args.data)))
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from bench.data.prepare import prepare
+    from bench.tasks import tasks_in
+
+    prepare(tasks_in(args.task), args.data, args.export)
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from bench.config import preset_names
 
@@ -149,7 +176,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "ui": cmd_ui, "presets": cmd_presets}
+COMMANDS = {
+    "bench": cmd_bench,
+    "tasks": cmd_tasks,
+    "prepare": cmd_prepare,
+    "ui": cmd_ui,
+    "presets": cmd_presets,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

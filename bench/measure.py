@@ -74,8 +74,6 @@ def compare_throughput(
     Returns `throughput/bs{B}`, `throughput_unpruned/bs{B}` (medians over rounds) and
     `speedup/bs{B}` (median of the per-round ratios) for each batch size.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     reference, candidate = _maybe_compile(reference, cfg), _maybe_compile(candidate, cfg)
     out: dict[str, float] = {}
     for batch in cfg.batch_sizes:

@@ -301,7 +301,9 @@ def _efficiency(
     )
     merged_pruned, merged_unpruned = merged_copy(pruned), merged_copy(unpruned)
     if merged_pruned is not None:
-        merged = measure.compare_throughput(merged_unpruned, merged_pruned, size, device, config.measure)
+        merged = measure.compare_throughput(
+            merged_unpruned, merged_pruned, size, device, config.measure
+        )
         metrics.update({_merged_name(k): v for k, v in merged.items()})
     metrics["macs"] = measure.count_macs(pruned, size, device)
     metrics["macs_unpruned"] = measure.count_macs(unpruned, size, device)
@@ -341,11 +343,37 @@ def run_benchmark(config: RunConfig, progress: bool = True) -> list[Outcome]:
     config.data.task = task.name
     weights = weights_id(config)
     data = load_data(config, task, progress)
+    if config.measure.threads:
+        torch.set_num_threads(config.measure.threads)
     outcomes = []
     for seed in config.seeds:
-        tr = transfer(config, data, settings, seed, device, weights, progress)
+        try:
+            tr = transfer(config, data, settings, seed, device, weights, progress)
+        except Exception as err:  # every run of this seed fails with the transfer's error
+            outcomes += [
+                record_failure(config, data, settings, m, seed, weights, err) for m in methods
+            ]
+            continue
         for method in methods:
             outcomes.append(
                 run_method(config, data, settings, tr, method, seed, device, weights, progress)
             )
     return outcomes
+
+
+def record_failure(config, data, settings, method, seed, weights, err: Exception) -> Outcome:
+    """A FAILED run in the store for a (method, seed) that could not start (e.g. no transfer)."""
+    params = {
+        "pruner": method,
+        "seed": seed,
+        "data.task": data.task.name,
+        "petl.method": settings.method,
+    }
+    tags = {**environment_tags(), "task": data.task.name, "petl": settings.method, "pruner": method,
+            "weights": weights}  # fmt: skip
+    run_name = f"{data.task.name}-{settings.method}-{method}-s{seed}"
+    try:
+        with TrackedRun(config.suite, run_name, params, tags):
+            raise RuntimeError(f"transfer failed: {type(err).__name__}: {err}") from err
+    except RuntimeError as failure:
+        return Outcome(method, seed, "", "FAILED", {}, str(failure))

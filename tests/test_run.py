@@ -67,3 +67,20 @@ def test_failed_method_is_recorded_failed_and_others_still_run(exploding_pruner)
     )
     assert failed[0].info.status == "FAILED"
     assert "this pruner always fails" in failed[0].data.tags["error"]
+
+
+def test_transfer_failure_records_failed_runs(monkeypatch):
+    import bench.run
+
+    def broken_transfer(*args, **kwargs):
+        raise FloatingPointError("loss is NaN")
+
+    monkeypatch.setattr(bench.run, "transfer", broken_transfer)
+    outcomes = run_benchmark(
+        tiny_config(methods=["none"], suite="tests-transfer-fail"), progress=False
+    )
+    assert [o.status for o in outcomes] == ["FAILED"]
+    assert "loss is NaN" in outcomes[0].error
+    experiment = client().get_experiment_by_name("tests-transfer-fail").experiment_id
+    (run,) = client().search_runs([experiment])
+    assert run.info.status == "FAILED" and "loss is NaN" in run.data.tags["error"]
