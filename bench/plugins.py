@@ -4,4 +4,6 @@ The core (registry, pruning contract, models, train) never imports them; only th
 (run, sweep, cli) imports this module.
 """
 
+import baselines.layerwise  # noqa: E402, F401
+import baselines.width  # noqa: E402, F401
 import sls.pruner  # noqa: E402, F401

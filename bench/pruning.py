@@ -67,6 +67,7 @@ class PruneResult:
     decision: dict[str, Any] = field(default_factory=dict)  # JSON: what was decided and why
     metrics: dict[str, float] = field(default_factory=dict)  # logged as <pruner>/<name>
     artifacts: list[Path] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)  # e.g. what is stored, reconstruction notes
     retrain: bool = True  # whether the harness retrains PETL + head afterwards
 
 

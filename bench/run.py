@@ -20,6 +20,7 @@ from torch import nn
 
 import bench.plugins  # noqa: F401  (registers SLS and the baselines)
 from bench import measure
+from bench.budget import achieved_budget, requested_budget
 from bench.config import Recipe, RunConfig, flatten
 from bench.data import BatchLoader, ImageSplit, cached_split, resolve_source
 from bench.errors import UserError
@@ -29,7 +30,7 @@ from bench.paths import cache_dir
 from bench.pruning import PRUNERS, Budget, PruneContext, make_pruner
 from bench.state import save_task_state
 from bench.tasks import TaskSpec, get_task
-from bench.tracking import TrackedRun, environment_tags
+from bench.tracking import TrackedRun, client, environment_tags
 from bench.train import TrainResult, evaluate, train
 
 TRANSFER_FORMAT = 1
@@ -217,8 +218,11 @@ def run_method(
     device: torch.device,
     weights: str,
     progress: bool,
+    known_k: dict[str, int] | None = None,
 ) -> Outcome:
+    """One MLflow run; `known_k` holds SLS's k per transfer key from this run set (match-sls)."""
     pruner = make_pruner(method, config.pruners.get(method))
+    known_k = {} if known_k is None else known_k
     budget = Budget(pruner.fixed_budget) if pruner.fixed_budget else Budget.parse(config.budget)
     params = run_params(config, data, settings, method, pruner.settings(), budget, seed, weights)
     tags = {**environment_tags(), "task": data.task.name, "group": data.task.group,
@@ -230,6 +234,8 @@ def run_method(
             TrackedRun(config.suite, run_name, params, tags) as run,
             tempfile.TemporaryDirectory() as tmp,
         ):
+            budget, source = resolve_budget(budget, config, data, tr, seed, device, known_k)
+            run.log_params({"budget.resolved": str(budget), "budget.source": source})
             metrics = _prune_and_measure(config, data, settings, tr, pruner, budget, seed, device, weights,
                                          run, Path(tmp), progress)  # fmt: skip
         return Outcome(method, seed, run.run_id, "FINISHED", metrics)
@@ -251,6 +257,10 @@ def _prune_and_measure(
     metrics.update(_transfer_metrics(tr, run))
     metrics.update(_accuracy(config, data, pruned, tr, seed, device, run, progress))
     metrics.update(_efficiency(config, tr.model, pruned.model, device))
+    metrics.update(requested_budget(budget, len(tr.model.blocks)))
+    metrics.update(
+        achieved_budget(tr.model, pruned.model, metrics["macs"], metrics["macs_unpruned"])
+    )
     meta = {"task": data.task.name, "num_classes": data.task.num_classes, "weights": weights,
             "backbone": config.model.backbone, "model_kwargs": config.model.kwargs,
             "image_size": config.data.image_size, "petl": settings.to_dict(), "seed": seed,
@@ -258,11 +268,63 @@ def _prune_and_measure(
     state_file = tmp / "task_state.safetensors"
     metrics["bytes/stored"] = save_task_state(pruned.model, state_file, meta)
     run.log_metrics(metrics)
+    if pruned.tags:
+        run.set_tags(pruned.tags)
     run.log_dict(config.to_dict(), "config.json")
     run.log_dict(pruned.decision or {"pruner": pruner.name}, "decision.json")
     for path in [state_file, *pruned.artifacts]:
         run.log_artifact(path)
     return metrics
+
+
+def resolve_budget(
+    budget: Budget,
+    config: RunConfig,
+    data: TaskData,
+    tr: Transfer,
+    seed: int,
+    device: torch.device,
+    known_k: dict[str, int],
+) -> tuple[Budget, str]:
+    """`match-sls` -> `keep:<k>`, SLS's k for this transfer (same task, PETL model, seed): from
+    this run set, else from a FINISHED sls run in the store with the same transfer key and SLS
+    settings, else computed now (SLS on a copy, no retraining). Returns the budget and its source.
+    """
+    if budget.kind != "match-sls":
+        return budget, "given"
+    source, k = "run set", known_k.get(tr.key)
+    if k is None:
+        settings = make_pruner("sls", config.pruners.get("sls")).settings()
+        source, k = "store", sls_k_from_store(tr.key, settings)
+    if k is None:
+        source, k = "computed", sls_k_computed(config, data, tr, seed, device)
+    known_k[tr.key] = k
+    return Budget("keep", k), source
+
+
+def sls_k_from_store(key: str, settings: dict) -> int | None:
+    """k of the newest FINISHED sls run on this transfer with these SLS settings, if any."""
+    store = client()
+    experiments = [e.experiment_id for e in store.search_experiments()]
+    query = (
+        f"tags.`transfer.key` = '{key}' and tags.pruner = 'sls' and attributes.status = 'FINISHED'"
+    )
+    for found in store.search_runs(experiments, query, order_by=["attributes.start_time DESC"]):
+        params = found.data.params
+        same = all(params.get(f"pruner.{name}") == str(v) for name, v in settings.items())
+        if same and "sls/k" in found.data.metrics:
+            return int(found.data.metrics["sls/k"])
+    return None
+
+
+def sls_k_computed(
+    config: RunConfig, data: TaskData, tr: Transfer, seed: int, device: torch.device
+) -> int:
+    pruner = make_pruner("sls", config.pruners.get("sls"))
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = PruneContext(copy.deepcopy(tr.model), calibration_loader(config, data, device),
+                           data.task, Budget(pruner.fixed_budget or "auto"), seed, device, Path(tmp))  # fmt: skip
+        return int(pruner.prune(ctx).metrics["k"])
 
 
 def _transfer_metrics(tr: Transfer, run: TrackedRun) -> dict[str, float]:
@@ -354,10 +416,14 @@ def run_benchmark(config: RunConfig, progress: bool = True) -> list[Outcome]:
                 record_failure(config, data, settings, m, seed, weights, err) for m in methods
             ]
             continue
+        known_k: dict[str, int] = {}
         for method in methods:
-            outcomes.append(
-                run_method(config, data, settings, tr, method, seed, device, weights, progress)
+            outcome = run_method(
+                config, data, settings, tr, method, seed, device, weights, progress, known_k
             )
+            if outcome.status == "FINISHED" and "sls/k" in outcome.metrics:
+                known_k[tr.key] = int(outcome.metrics["sls/k"])
+            outcomes.append(outcome)
     return outcomes
 
 

@@ -91,9 +91,11 @@ def test_folder_task_run_logs_task_source_and_preprocessing(tmp_path):
 
     root = make_vtab_folder(tmp_path / "vtab-1k", task="eurosat", n_train=20, n_test=10)
     overrides = {"data.task": "eurosat", "data.source": "folder", "data.data_dir": str(root)}
-    (outcome,) = run_benchmark(tiny_config(methods=["none"], suite="tests-folder", **overrides), progress=False)
+    config = tiny_config(methods=["none"], suite="tests-folder", **overrides)
+    (outcome,) = run_benchmark(config, progress=False)
     assert outcome.status == "FINISHED"
     params = client().get_run(outcome.run_id).data.params
-    assert (params["data.task"], params["data.source"], params["data.format"]) == ("eurosat", "folder", "jpeg")
+    source = (params["data.task"], params["data.source"], params["data.format"])
+    assert source == ("eurosat", "folder", "jpeg")
     assert (params["data.image_size"], params["data.interpolation"]) == ("16", "bicubic")
     assert params["data.normalization"] == "imagenet"

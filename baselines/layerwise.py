@@ -1,0 +1,122 @@
+"""Layer-wise baselines: drop whole blocks, as SLS does, but chosen by a simpler rule.
+
+All three keep as many blocks as the budget says (by default SLS's k for the same transfer) and
+store only the kept-block indices + PETL + head; `restore` re-applies them with `keep_blocks`.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.budget import blocks_to_keep
+from bench.models.truncate import keep_blocks
+from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
+
+
+class LayerwisePruner(Pruner):
+    """Keeps `blocks_to_keep(budget)` blocks, in their original order; subclasses choose which."""
+
+    @abstractmethod
+    def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
+        """The k block indices to keep, and a JSON record of why (its `scores`, if any, are
+        also logged as metrics `score/block_NN`, 1-based like SLS's)."""
+
+    def prune(self, ctx: PruneContext) -> PruneResult:
+        num_blocks = len(ctx.model.blocks)
+        k = blocks_to_keep(ctx.budget, num_blocks)
+        kept, record = self.choose(ctx, k)
+        kept = sorted(kept)
+        dropped = [i for i in range(num_blocks) if i not in kept]
+        model = keep_blocks(ctx.model, kept)
+        decision = {"k": k, "kept": kept, "dropped": dropped, "settings": self.settings(), **record}
+        metrics = {"k": float(k)}
+        metrics.update(
+            {f"score/block_{i:02d}": s for i, s in enumerate(record.get("scores", []), 1)}
+        )
+        return PruneResult(model, {"kept": kept}, decision, metrics)
+
+    @classmethod
+    def restore(cls, model: nn.Module, state: dict[str, Any]) -> nn.Module:
+        return keep_blocks(model, state["kept"])
+
+
+@PRUNERS.register("drop_last")
+@dataclass
+class DropLast(LayerwisePruner):
+    """Keeps the first k blocks: SLS's depth without SLS's choice of it."""
+
+    name = "drop_last"
+
+    def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
+        return list(range(k)), {}
+
+
+@PRUNERS.register("random_blocks")
+@dataclass
+class RandomBlocks(LayerwisePruner):
+    """Drops a random set of N - k blocks, seeded by the run's seed: a sanity floor."""
+
+    name = "random_blocks"
+
+    def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
+        num_blocks = len(ctx.model.blocks)
+        dropped = random.Random(ctx.seed).sample(range(num_blocks), num_blocks - k)
+        return [i for i in range(num_blocks) if i not in dropped], {"rng_seed": ctx.seed}
+
+
+@PRUNERS.register("block_influence")
+@dataclass
+class BlockInfluence(LayerwisePruner):
+    """Drops the N - k blocks that change their tokens least: score = 1 - cos(input, output),
+    averaged over tokens and calibration images (the "block influence" of LLM layer pruning,
+    e.g. ShortGPT), computed once on the unpruned model."""
+
+    name = "block_influence"
+
+    max_images: int | None = None  # None: every calibration image (train800val200)
+
+    def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
+        scores = block_influence(ctx.model, ctx.calibration, self.max_images)
+        # ties broken by index, so the result does not depend on sort stability
+        ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        return ranked[:k], {"scores": scores}
+
+
+@torch.no_grad()
+def block_influence(model: nn.Module, loader, max_images: int | None = None) -> list[float]:
+    """Mean over tokens and images of 1 - cosine(block input, block output), per block."""
+    totals = torch.zeros(len(model.blocks), dtype=torch.float64)
+    count = 0
+
+    def hook(index: int):
+        def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            cos = F.cosine_similarity(args[0].double(), output.double(), dim=-1)
+            totals[index] += (1.0 - cos).mean(dim=1).sum().cpu()
+
+        return record
+
+    handles = [b.register_forward_hook(hook(i)) for i, b in enumerate(model.blocks)]
+    was_training = model.training
+    model.eval()
+    try:
+        for images, _ in loader:
+            if max_images is not None:
+                images = images[: max(0, max_images - count)]
+            if len(images) == 0:
+                break
+            model(images)
+            count += len(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("block_influence needs calibration images; the loader gave none")
+    return (totals / count).tolist()

@@ -1,0 +1,132 @@
+"""One contract every registered pruner meets, on the tiny ViT of conftest (4 blocks, keep:2).
+
+It runs; meets its budget (2 blocks for layer-wise pruners, the same fraction of backbone block
+parameters within tolerance for the others; pruners that choose their own budget are exempt);
+gives outputs of the right shape; is deterministic under a seed; its stored state rebuilds a
+model with identical outputs; the frozen backbone tensors it keeps are unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import bench.plugins  # noqa: F401  (registers every pruner)
+from baselines.layerwise import LayerwisePruner
+from baselines.width import WidthPruner
+from bench.budget import backbone_block_params, param_fraction
+from bench.data import BatchLoader, ImageSplit
+from bench.errors import UserError
+from bench.models.petl import attach_petl, is_task_parameter, resolve_settings
+from bench.pruning import PRUNERS, Budget, PruneContext, make_pruner
+from bench.state import rebuild, save_task_state
+from bench.tasks import get_task
+from tests.conftest import tiny_vit
+
+BUDGET = Budget.parse("keep:2")  # of the tiny ViT's 4 blocks
+FAST_OPTIONS = {"sls": {"embedding": "pca"}, "taylor": {"batches": 2, "batch_size": 16}}
+
+
+def _cases() -> list:
+    cases = []
+    for name in PRUNERS.names():
+        cases.append(pytest.param(name, "convpass", id=f"{name}-convpass"))
+        if issubclass(PRUNERS.get(name), WidthPruner):  # they touch what PETL modules couple to
+            cases += [pytest.param(name, petl, id=f"{name}-{petl}") for petl in ("adapter", "lora")]
+    return cases
+
+
+def _petl_model(petl: str, seed: int = 0) -> torch.nn.Module:
+    """A tiny PETL model with non-zero PETL weights (as after training)."""
+    model = attach_petl(tiny_vit(seed=seed), resolve_settings(petl, "digits"))
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=generator) * 0.05)
+    return model.eval()
+
+
+def _loader(n: int = 96) -> BatchLoader:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, 3, 16, 16), dtype=np.uint8)
+    return BatchLoader(ImageSplit(images, np.arange(n) % 10), 48)
+
+
+def _prune(name: str, petl: str, tmp_path, seed: int = 0):
+    pruner = make_pruner(name, FAST_OPTIONS.get(name))
+    ctx = PruneContext(_petl_model(petl), _loader(), get_task("digits"), BUDGET, seed,
+                       torch.device("cpu"), tmp_path)  # fmt: skip
+    return pruner, pruner.prune(ctx)
+
+
+def _is_slice(kept: torch.Tensor, original: torch.Tensor) -> bool:
+    """`kept` equals `original` with some entries removed (in order) along the dims that shrank."""
+    if kept.dim() != original.dim():
+        return False
+    for dim, (a, b) in enumerate(zip(kept.shape, original.shape, strict=True)):
+        if a == b:
+            continue
+        index, j = [], 0
+        for i in range(b):
+            if j < a and torch.equal(original.select(dim, i), kept.select(dim, j)):
+                index.append(i)
+                j += 1
+        if j < a:
+            return False
+        original = original.index_select(dim, torch.tensor(index))
+    return torch.equal(kept, original)
+
+
+def _original_candidates(name: str, original: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Tensors of the unpruned model a kept tensor may come from (any block, for dropped ones)."""
+    parts = name.split(".")
+    if parts[0] != "blocks":
+        return [original[name]]
+    return [
+        t for k, t in original.items() if k.startswith("blocks.") and k.split(".")[2:] == parts[2:]
+    ]
+
+
+@pytest.mark.parametrize(("name", "petl"), _cases())
+def test_pruner_contract(name, petl, tmp_path):
+    try:
+        pruner, result = _prune(name, petl, tmp_path / "a")
+    except UserError as err:  # a pruner may refuse a PETL method it cannot handle, clearly
+        pytest.skip(f"{name} does not support {petl}: {err}")
+    model = result.model.eval()
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (3, 10)
+
+    if pruner.fixed_budget is None:  # the others (sls, none) choose their own budget
+        unpruned = backbone_block_params(_petl_model(petl))
+        removed = 1.0 - backbone_block_params(model) / unpruned
+        tolerance = getattr(pruner, "tolerance", 0.02)
+        assert abs(removed - param_fraction(BUDGET, 4)) <= tolerance + 1e-9, removed
+        if isinstance(pruner, LayerwisePruner):
+            assert len(model.blocks) == 2
+
+    _, again = _prune(name, petl, tmp_path / "b")
+    assert again.state == result.state
+    with torch.no_grad():
+        assert torch.equal(again.model.eval()(x), out)
+
+    meta = {"pruner": name, "pruner_state": result.state}
+    save_task_state(model, tmp_path / "state.safetensors", meta)
+
+    def fresh(meta):
+        return attach_petl(tiny_vit(seed=0), resolve_settings(petl, "digits"))
+
+    rebuilt = rebuild(tmp_path / "state.safetensors", fresh).eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), out)
+
+    original = dict(_petl_model(petl).named_parameters())
+    for tensor_name, tensor in model.named_parameters():
+        if is_task_parameter(model, tensor_name):
+            continue
+        candidates = _original_candidates(tensor_name, original)
+        assert any(_is_slice(tensor.detach(), c.detach()) for c in candidates), tensor_name
