@@ -21,17 +21,33 @@ BUDGET ?=
 EXPORT ?=
 EPOCHS ?=
 ARGS ?=
+# sweep / tables / server
+TASKS ?=
+DRY_RUN ?=
+LAUNCHER ?=
+WORKERS ?=
+SUITE ?= $(PRESET)
+STORE ?= sqlite:///$(CURDIR)/results/mlflow.db
+ARTIFACTS ?= $(CURDIR)/results/mlartifacts
+HOST ?= 127.0.0.1
+PORT ?= 5000
 
 opt = $(if $(2),--$(1) $(2))
-BENCH_ARGS = --preset $(PRESET) $(call opt,task,$(TASK)) $(call opt,petl,$(PETL)) \
+COMMON_ARGS = --preset $(PRESET) $(call opt,petl,$(PETL)) \
 	$(call opt,methods,$(METHODS)) $(call opt,seeds,$(SEEDS)) $(call opt,source,$(SOURCE)) \
 	$(call opt,data,$(DATA)) $(call opt,backbone,$(BACKBONE)) $(call opt,checkpoint,$(CHECKPOINT)) \
 	$(call opt,device,$(DEVICE)) $(call opt,budget,$(BUDGET)) $(call opt,epochs,$(EPOCHS)) $(ARGS)
+BENCH_ARGS = $(call opt,task,$(TASK)) $(COMMON_ARGS)
+SWEEP_ARGS = $(call opt,tasks,$(TASKS)) $(call opt,launcher,$(LAUNCHER)) \
+	$(call opt,workers,$(WORKERS)) $(if $(DRY_RUN),--dry-run) $(COMMON_ARGS)
 
-.PHONY: install bench tasks prepare test ui lint format help
+.PHONY: install bench sweep tables server tasks prepare test ui lint format help
 
 help:
 	@echo "make bench   run the benchmark (offline default: digits, demo preset)"
+	@echo "make sweep   every task x method x seed not yet finished (TASKS=all DRY_RUN=1 WORKERS=2 LAUNCHER=slurm)"
+	@echo "make tables  the paper's tables and plots in results/tables/<SUITE> (SUITE=demo|paper|...)"
+	@echo "make server  an mlflow server for several machines (STORE=postgresql://... ARTIFACTS=... HOST=...)"
 	@echo "make tasks   the 19 VTAB-1k tasks and whether their data is found (DATA=...)"
 	@echo "make prepare TASK=<task|all> DATA=<dir> [EXPORT=<dir>]  prepare tfds data"
 	@echo "make test    run the test suite"
@@ -48,6 +64,17 @@ install: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench bench $(BENCH_ARGS)
+
+sweep: $(STAMP)
+	$(PY) -m bench sweep $(SWEEP_ARGS)
+
+tables: $(STAMP)
+	$(PY) -m bench tables --suite $(SUITE)
+
+# A tracking server shared by several machines; bind HOST=0.0.0.0 only on a trusted network.
+server: $(STAMP)
+	$(PY) -m mlflow server --backend-store-uri $(STORE) --artifacts-destination $(ARTIFACTS) \
+		--host $(HOST) --port $(PORT)
 
 tasks: $(STAMP)
 	$(PY) -m bench tasks $(call opt,data,$(DATA))

@@ -1,4 +1,5 @@
-"""The commands behind the Makefile: bench, tasks, prepare, ui. Bad input: one line, exit 2."""
+"""The commands behind the Makefile: bench, sweep, tables, tasks, prepare, ui. Bad input: one
+line, exit 2."""
 
 from __future__ import annotations
 
@@ -23,16 +24,14 @@ FLAGS = {
     "suite": "suite",
     "budget": "budget",
     "epochs": "train.epochs",
+    "tasks": "sweep.tasks",
+    "launcher": "sweep.launcher",
+    "workers": "sweep.workers",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slsbench", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser("bench", help="train, prune, retrain, measure and log one task")
+def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--preset", default="demo", help="demo (offline CPU default) or paper")
-    run.add_argument("--task", help="VTAB-1k task or alias (e.g. cifar100, eurosat) or digits")
     run.add_argument("--source", help="auto | folder | tfds | digits")
     run.add_argument("--data", help="vtab-1k folder root or tfds data_dir")
     run.add_argument("--petl", help="convpass | adapter | lora")
@@ -48,6 +47,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="any setting, e.g. --set train.lr=1e-3 --set pruners.sls.alpha=0.5")  # fmt: skip
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slsbench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("bench", help="train, prune, retrain, measure and log one task")
+    add_run_options(run)
+    run.add_argument("--task", help="VTAB-1k task or alias (e.g. cifar100, eurosat) or digits")
+
+    sweep = commands.add_parser(
+        "sweep", help="every task x method x seed not yet finished in the store (resumable)"
+    )
+    add_run_options(sweep)
+    sweep.add_argument("--tasks", help="all | natural | specialized | structured | a,b,c")
+    sweep.add_argument("--launcher", help="local (default) | slurm (submitit)")
+    sweep.add_argument("--workers", help="local launcher: runs in parallel on this machine")
+    sweep.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
+    sweep.add_argument("--reclaim", action="store_true",
+                       help="mark RUNNING runs of other hosts KILLED and run their cells again")  # fmt: skip
+
+    tables = commands.add_parser("tables", help="the paper's tables and plots from the store")
+    tables.add_argument("--suite", default="demo", help="MLflow experiment to tabulate")
+    tables.add_argument("--out", help="output folder (default results/tables/<suite>)")
+    tables.add_argument("--no-log", action="store_true", help="do not log them to MLflow")
 
     tasks = commands.add_parser("tasks", help="the 19 VTAB-1k tasks and whether their data is here")
     tasks.add_argument("--data", help="vtab-1k folder root or tfds data_dir to look in")
@@ -68,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def overrides(args: argparse.Namespace) -> dict[str, str]:
     values = {
-        key: getattr(args, flag) for flag, key in FLAGS.items() if getattr(args, flag) is not None
+        key: getattr(args, flag)
+        for flag, key in FLAGS.items()
+        if getattr(args, flag, None) is not None
     }
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -91,15 +117,20 @@ def _split_pruner_options(
     return plain, pruners
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def resolved_config(args: argparse.Namespace):
     from bench.config import load_config
-    from bench.run import run_benchmark
 
     plain, pruner_options = _split_pruner_options(overrides(args))
     config = load_config(args.preset, plain)
     for name, options in pruner_options.items():
         config.pruners.setdefault(name, {}).update(_typed(options))
-    outcomes = run_benchmark(config, progress=not args.no_progress)
+    return config
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.run import run_benchmark
+
+    outcomes = run_benchmark(resolved_config(args), progress=not args.no_progress)
     print(summary(outcomes))
     return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
 
@@ -132,6 +163,27 @@ def summary(outcomes) -> str:
             lines.append(f"  error: {o.error}")
     lines.append(f"runs logged to {tracking_uri()} (open with: make ui)")
     return "\n".join(lines)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench import sweep
+
+    config = resolved_config(args)
+    plan = sweep.plan_sweep(config, reclaim=args.reclaim)
+    print(plan.describe(), flush=True)
+    if args.dry_run:
+        return 0
+    outcomes = sweep.execute(config, plan, progress=not args.no_progress)
+    print(sweep.summary(plan, outcomes))
+    return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from bench import tables
+
+    written = tables.write_tables(args.suite, args.out, log=not args.no_log)
+    print("\n".join(str(path) for path in written))
+    return 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -178,6 +230,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "bench": cmd_bench,
+    "sweep": cmd_sweep,
+    "tables": cmd_tables,
     "tasks": cmd_tasks,
     "prepare": cmd_prepare,
     "ui": cmd_ui,
@@ -186,7 +240,10 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
+    from bench.tracking import Terminated, raise_on_sigterm
+
     args = build_parser().parse_args(argv)
+    raise_on_sigterm()
     try:
         code = COMMANDS[args.command](args)
     except UserError as err:
@@ -195,6 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        code = 143
     sys.exit(code)
 
 

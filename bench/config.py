@@ -84,6 +84,29 @@ class MeasureConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """Slurm jobs through submitit: one job per (task, seed), as an array."""
+
+    partition: str | None = None
+    gpus: int = 1
+    cpus: int = 8
+    mem_gb: int = 64
+    time_min: int = 24 * 60
+    parallelism: int = 16  # array tasks running at once
+    cluster: str = "slurm"  # slurm | local (submitit's local executor: testing without Slurm)
+    folder: str | None = None  # submitit's logs and pickles (None: results/submitit)
+    wait: bool = True  # wait for the jobs and print the summary (false: submit and return)
+
+
+@dataclass
+class SweepConfig:
+    tasks: str = "all"  # all | natural | specialized | structured | a comma-separated list
+    launcher: str = "local"  # local | slurm
+    workers: int = 1  # local: runs in parallel on this machine
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+
+@dataclass
 class RunConfig:
     suite: str = "default"  # MLflow experiment
     preset: str = "paper"
@@ -98,6 +121,7 @@ class RunConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     pruners: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-pruner options
+    sweep: SweepConfig = field(default_factory=SweepConfig)  # what `sweep` runs, and where
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import shutil
+import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -61,6 +64,7 @@ class Outcome:
     status: str
     metrics: dict[str, float]
     error: str = ""
+    task: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +166,32 @@ def transfer_key(
     ]
 
 
+def cell_key(config: RunConfig, method: str, seed: int, weights: str) -> str:
+    """What identifies one run of a sweep: its resolved config (task, model, PETL, recipes,
+    measurement), the method and its settings, the budget (with SLS's settings when the budget is
+    SLS's k), the seed and the backbone weights. A FINISHED run with this key is not run again."""
+    values = config.to_dict()
+    for name in ("methods", "seeds", "pruners", "sweep", "suite", "preset"):
+        values.pop(name)
+    pruner = make_pruner(method, config.pruners.get(method))
+    budget = pruner.fixed_budget or config.budget
+    payload = {"config": values, "method": PRUNERS.canonical(method), "settings": pruner.settings(),
+               "budget": budget, "seed": seed, "weights": weights}  # fmt: skip
+    if budget == "match-sls":
+        payload["sls"] = make_pruner("sls", config.pruners.get("sls")).settings()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :20
+    ]
+
+
+def owner_tags() -> dict[str, str]:
+    """Which process runs this, so a sweep can tell a live run from one whose process died."""
+    tags = {"owner.host": socket.gethostname(), "owner.pid": str(os.getpid())}
+    if os.environ.get("SLURM_JOB_ID"):
+        tags["slurm.job_id"] = os.environ["SLURM_JOB_ID"]
+    return tags
+
+
 def transfer(
     config: RunConfig,
     data: TaskData,
@@ -187,9 +217,22 @@ def transfer(
     result = train(
         model, train_loader, eval_loader, config.train, device, seed, "transfer", progress
     )
-    save_task_state(model, folder / "state.safetensors", {"transfer_key": key})
-    (folder / "result.json").write_text(json.dumps(asdict(result)))
+    store_transfer(model, result, key, folder)
     return Transfer(model, result, key, cached=False)
+
+
+def store_transfer(model: nn.Module, result: TrainResult, key: str, folder: Path) -> None:
+    """Written under a temporary name and renamed: a killed run never leaves a half entry."""
+    partial = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(partial, ignore_errors=True)
+    save_task_state(model, partial / "state.safetensors", {"transfer_key": key})
+    (partial / "result.json").write_text(json.dumps(asdict(result)))
+    if folder.exists() and not (folder / "result.json").exists():  # left by an older version
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        os.replace(partial, folder)
+    except OSError:  # another process stored the same transfer first: keep theirs
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,8 +268,9 @@ def run_method(
     known_k = {} if known_k is None else known_k
     budget = Budget(pruner.fixed_budget) if pruner.fixed_budget else Budget.parse(config.budget)
     params = run_params(config, data, settings, method, pruner.settings(), budget, seed, weights)
-    tags = {**environment_tags(), "task": data.task.name, "group": data.task.group,
+    tags = {**environment_tags(), **owner_tags(), "task": data.task.name, "group": data.task.group,
             "petl": settings.method, "pruner": method, "weights": weights,
+            "cell.key": cell_key(config, method, seed, weights),
             "transfer.key": tr.key, "transfer.cached": str(tr.cached)}  # fmt: skip
     run_name = f"{data.task.name}-{settings.method}-{method}-s{seed}"
     try:
@@ -238,11 +282,12 @@ def run_method(
             run.log_params({"budget.resolved": str(budget), "budget.source": source})
             metrics = _prune_and_measure(config, data, settings, tr, pruner, budget, seed, device, weights,
                                          run, Path(tmp), progress)  # fmt: skip
-        return Outcome(method, seed, run.run_id, "FINISHED", metrics)
+        return Outcome(method, seed, run.run_id, "FINISHED", metrics, task=data.task.name)
     except KeyboardInterrupt:
         raise
     except Exception as err:  # recorded as FAILED in the store; the other runs go on
-        return Outcome(method, seed, "", "FAILED", {}, f"{type(err).__name__}: {err}")
+        error = f"{type(err).__name__}: {err}"
+        return Outcome(method, seed, "", "FAILED", {}, error, data.task.name)
 
 
 def _prune_and_measure(
@@ -383,7 +428,8 @@ def _merged_name(metric: str) -> str:
 
 def run_params(config, data, settings, method, pruner_settings, budget, seed, weights) -> dict:
     values = config.to_dict()
-    values.pop("methods"), values.pop("seeds"), values.pop("pruners")
+    for name in ("methods", "seeds", "pruners", "sweep"):
+        values.pop(name)
     params = flatten(values)
     params.update({f"petl.{k}": v for k, v in settings.to_dict().items()})
     params.update({f"pruner.{k}": v for k, v in pruner_settings.items()})
@@ -435,11 +481,12 @@ def record_failure(config, data, settings, method, seed, weights, err: Exception
         "data.task": data.task.name,
         "petl.method": settings.method,
     }
-    tags = {**environment_tags(), "task": data.task.name, "petl": settings.method, "pruner": method,
-            "weights": weights}  # fmt: skip
+    tags = {**environment_tags(), **owner_tags(), "task": data.task.name, "petl": settings.method,
+            "pruner": method, "weights": weights,
+            "cell.key": cell_key(config, method, seed, weights)}  # fmt: skip
     run_name = f"{data.task.name}-{settings.method}-{method}-s{seed}"
     try:
         with TrackedRun(config.suite, run_name, params, tags):
             raise RuntimeError(f"transfer failed: {type(err).__name__}: {err}") from err
     except RuntimeError as failure:
-        return Outcome(method, seed, "", "FAILED", {}, str(failure))
+        return Outcome(method, seed, "", "FAILED", {}, str(failure), data.task.name)

@@ -18,6 +18,7 @@ from typing import Any
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from bench.paths import PROJECT_ROOT, results_dir  # noqa: E402
@@ -42,7 +43,13 @@ def get_experiment_id(client: MlflowClient, name: str) -> str:
     location = None
     if _is_local(client.tracking_uri):
         location = (results_dir() / "mlartifacts" / name).resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another process created it in the meantime
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def client() -> MlflowClient:
@@ -85,6 +92,24 @@ def _git_tags() -> dict[str, str]:
     return {"git.commit": commit or "unknown", "git.dirty": str(dirty)}
 
 
+class Terminated(BaseException):
+    """SIGTERM (Slurm's time limit or scancel, `kill`): ends the current run KILLED, like Ctrl-C.
+
+    A BaseException, so the per-method `except Exception` of a run set does not swallow it."""
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into `Terminated` in this process (main thread only)."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise Terminated(f"terminated by signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 class TrackedRun:
     """One MLflow run as a context manager: FINISHED on success, FAILED / KILLED otherwise."""
 
@@ -105,7 +130,7 @@ class TrackedRun:
         if exc is None:
             self.client.set_terminated(self.run_id, "FINISHED")
             return False
-        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt | Terminated) else "FAILED"
         message = f"{exc_type.__name__}: {exc}"
         self.client.set_tag(self.run_id, "error", message[:5000])
         self.client.log_text(self.run_id, "".join(traceback.format_exception(exc)), "error.txt")

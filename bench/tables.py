@@ -1,0 +1,366 @@
+"""Tracking store → pandas → the paper's tables and plots, never edited by hand.
+
+`write_tables(suite)` writes to results/tables/<suite>/:
+- accuracy.{md,csv,tex}: top-1 (%) per task in VTAB layout (Natural | Specialized | Structured),
+  each group's mean, the mean of the group means and the plain mean over tasks (labelled apart),
+  mean ± sample std over seeds; published reference rows (results/reference/vtab1k_petl.csv,
+  with their source) beside ours for the tasks both have;
+- efficiency.{md,csv,tex}: per method, means over tasks and seeds of accuracy, throughput,
+  speedup, MACs, parameters and stored per-task bytes;
+- sls_k.{md,csv,tex}: SLS's k per task and seed;
+- accuracy_vs_throughput.png and sls_scores.png;
+and logs them as artifacts of a `tables` run in the suite's experiment.
+Only FINISHED runs count; of repeated runs of a (task, PETL, method, budget, seed) the newest.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import UserError
+from bench.paths import PROJECT_ROOT, results_dir
+from bench.tasks import GROUPS, VTAB_TASKS
+
+REFERENCE_CSV = PROJECT_ROOT / "results" / "reference" / "vtab1k_petl.csv"
+RUN_KEYS = ["task", "petl", "method", "budget", "seed"]
+ROW_KEYS = ["petl", "method"]
+GROUP_NAMES = {"natural": "Natural", "specialized": "Specialized", "structured": "Structured"}
+EFFICIENCY_METRICS = {
+    "test/acc": ("acc (%)", 100.0),
+    "throughput/bs1": ("img/s bs1", 1.0),
+    "throughput/bs64": ("img/s bs64", 1.0),
+    "speedup/bs1": ("speedup bs1", 1.0),
+    "speedup/bs64": ("speedup bs64", 1.0),
+    "macs": ("GMACs", 1e-9),
+    "params/total": ("params (M)", 1e-6),
+    "params/stored": ("stored params (K)", 1e-3),
+    "bytes/stored": ("stored (KB)", 1e-3),
+    "blocks/kept": ("blocks kept", 1.0),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# runs
+
+
+def load_runs(suite: str) -> pd.DataFrame:
+    """The suite's finished runs as `mlflow.search_runs` gives them (params are strings)."""
+    import mlflow
+
+    from bench.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    if mlflow.get_experiment_by_name(suite) is None:
+        raise UserError(
+            f"no suite {suite!r} in {tracking_uri()}; run `make bench` or a sweep first"
+        )
+    return mlflow.search_runs(
+        experiment_names=[suite], filter_string="attributes.status = 'FINISHED'",
+        output_format="pandas", max_results=100_000,
+    )  # fmt: skip
+
+
+def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: RUN_KEYS + metric columns (without the `metrics.` prefix); newest run
+    of each (task, PETL, method, budget, seed); runs that are not benchmark runs dropped."""
+    if raw.empty or "tags.pruner" not in raw:
+        return pd.DataFrame(columns=RUN_KEYS)
+    raw = raw[raw["tags.pruner"].notna()]
+    if "status" in raw:
+        raw = raw[raw["status"] == "FINISHED"]
+    runs = pd.DataFrame(
+        {
+            "task": raw["tags.task"],
+            "petl": raw["tags.petl"],
+            "method": [
+                _method_label(m, b)
+                for m, b in zip(raw["tags.pruner"], raw["params.budget"], strict=True)
+            ],
+            "budget": raw["params.budget"],
+            "seed": raw["params.seed"].astype(int),
+            "start_time": raw["start_time"],
+        }
+    )
+    metrics = raw.filter(like="metrics.").rename(columns=lambda c: c.removeprefix("metrics."))
+    runs = pd.concat([runs, metrics], axis=1).sort_values("start_time", ascending=False)
+    return runs.drop_duplicates(RUN_KEYS).drop(columns="start_time").reset_index(drop=True)
+
+
+def _method_label(method: str, budget: str) -> str:
+    """Methods at the default budget by name; at an explicit budget with it."""
+    return method if budget in ("match-sls", "auto", "none") else f"{method} @ {budget}"
+
+
+def task_order(tasks) -> list[str]:
+    """VTAB order (Natural, Specialized, Structured), then any other task (e.g. digits)."""
+    vtab = [t.name for t in VTAB_TASKS if t.name in set(tasks)]
+    return vtab + sorted(set(tasks) - set(vtab))
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy
+
+
+def accuracy_by_seed_mean(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per (PETL, method) × task: mean and sample std of test accuracy (%) over seeds, and n."""
+    acc = runs.assign(acc=runs["test/acc"] * 100.0)
+    grouped = acc.groupby([*ROW_KEYS, "task"])["acc"]
+    columns = task_order(runs["task"].unique())
+
+    def wide(series: pd.Series) -> pd.DataFrame:
+        return _sorted_rows(series.unstack("task").reindex(columns=columns))
+
+    return wide(grouped.mean()), wide(grouped.std(ddof=1)), wide(grouped.count())
+
+
+def summary_columns(means: pd.DataFrame) -> pd.DataFrame:
+    """Each VTAB group's mean over its tasks present, the mean of those group means, and the
+    plain mean over all tasks; labels say how many tasks/groups each covers."""
+    out = pd.DataFrame(index=means.index)
+    group_means = []
+    for group in GROUPS:
+        members = [t.name for t in VTAB_TASKS if t.group == group]
+        present = [t for t in members if t in means.columns]
+        if not present:
+            continue
+        label = GROUP_NAMES[group] + (
+            "" if len(present) == len(members) else f" ({len(present)}/{len(members)})"
+        )
+        out[label] = means[present].mean(axis=1, skipna=False)
+        group_means.append(label)
+    if group_means:
+        label = "Mean of group means" + (
+            "" if len(group_means) == 3 else f" ({len(group_means)}/3)"
+        )
+        out[label] = out[group_means].mean(axis=1, skipna=False)
+    n = means.shape[1]
+    out[f"Mean ({n} task{'s' if n != 1 else ''})"] = means.mean(axis=1, skipna=False)
+    return out
+
+
+def reference_rows(columns: list[str], path: Path = REFERENCE_CSV) -> pd.DataFrame:
+    """Published accuracies (%) for the tasks in `columns`, indexed like our rows."""
+    if not path.exists():
+        return pd.DataFrame()
+    ref = pd.read_csv(path)
+    shared = [c for c in columns if c in ref.columns]
+    if not shared:
+        return pd.DataFrame()
+    index = pd.MultiIndex.from_arrays([["published"] * len(ref), ref["method"]], names=ROW_KEYS)
+    table = pd.DataFrame(ref[shared].to_numpy(float), index=index, columns=shared)
+    return table.reindex(columns=columns).assign(source=ref["source"].to_numpy())
+
+
+def accuracy_table(
+    runs: pd.DataFrame, reference: Path = REFERENCE_CSV
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(formatted table, numeric table): ours (mean ± std over seeds) then published rows."""
+    means, stds, counts = accuracy_by_seed_mean(runs)
+    ours = pd.concat([means, summary_columns(means)], axis=1)
+    ref = reference_rows(list(means.columns), reference)
+    sources = ref.pop("source") if not ref.empty else None
+    if not ref.empty:
+        ref = pd.concat([ref, summary_columns(ref)], axis=1)
+    numeric = pd.concat([ours, ref])
+    text = ours.map(_pct).astype(object)
+    for task in means.columns:
+        text[task] = [
+            _pm(m, s, n) for m, s, n in zip(means[task], stds[task], counts[task], strict=True)
+        ]
+    seeds = counts.max(axis=1).fillna(0).astype(int).astype(str)
+    text.insert(0, "seeds", seeds)
+    if not ref.empty:
+        ref_text = ref.map(_pct).astype(object)
+        ref_text.insert(0, "seeds", "")
+        text = pd.concat([text.assign(source="this suite"), ref_text.assign(source=sources)])
+    numeric_out = numeric.copy()
+    for task in means.columns:
+        numeric_out[f"{task} std"] = stds[task].reindex(numeric.index)
+    numeric_out["seeds"] = counts.max(axis=1).reindex(numeric.index)
+    return text, numeric_out
+
+
+def _pct(value: float) -> str:
+    return (
+        "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+    )
+
+
+def _pm(mean: float, std: float, n: float) -> str:
+    if math.isnan(mean):
+        return ""
+    return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# efficiency and SLS
+
+
+def efficiency_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Means over tasks and seeds, per (PETL, method), of what MEASURE.md records."""
+    present = {m: spec for m, spec in EFFICIENCY_METRICS.items() if m in runs.columns}
+    scaled = pd.DataFrame({label: runs[m] * scale for m, (label, scale) in present.items()})
+    scaled[ROW_KEYS] = runs[ROW_KEYS]
+    table = scaled.groupby(ROW_KEYS).mean()
+    table.insert(0, "runs", runs.groupby(ROW_KEYS).size())
+    return _sorted_rows(table)
+
+
+def sls_k_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """SLS's k per task (rows, VTAB order) and seed (columns), per PETL method."""
+    sls = runs[(runs["method"] == "sls")]
+    if sls.empty or "sls/k" not in sls:
+        return pd.DataFrame()
+    table = sls.pivot_table(index=["petl", "task"], columns="seed", values="sls/k", aggfunc="first")
+    table.columns = [f"k (seed {s})" for s in table.columns]
+    order = {t: i for i, t in enumerate(task_order(sls["task"].unique()))}
+    table = table.reset_index().assign(order=lambda t: t["task"].map(order))
+    return table.sort_values(["petl", "order"]).drop(columns="order").set_index(["petl", "task"])
+
+
+# ---------------------------------------------------------------------------------------------
+# plots
+
+
+def plot_accuracy_vs_throughput(runs: pd.DataFrame, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    speed = next((m for m in ("throughput/bs64", "throughput/bs1") if m in runs.columns), None)
+    if speed is None or "test/acc" not in runs:
+        return None
+    points = runs.groupby(ROW_KEYS)[["test/acc", speed]].mean()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for (petl, method), row in points.iterrows():
+        ax.scatter(row[speed], row["test/acc"] * 100, s=40)
+        ax.annotate(f"{method} ({petl})", (row[speed], row["test/acc"] * 100), fontsize=8,
+                    xytext=(4, 2), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel(f"{speed.replace('/', ' ')} (images/s, mean over tasks)")
+    ax.set_ylabel("test accuracy (%), mean over tasks")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def plot_sls_scores(runs: pd.DataFrame, path: Path) -> Path | None:
+    """SLS's per-block score curve of every SLS run, one panel per task, k marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    score_columns = sorted(c for c in runs.columns if c.startswith("sls/score/block_"))
+    sls = runs[runs["method"] == "sls"]
+    if sls.empty or not score_columns:
+        return None
+    tasks = task_order(sls["task"].unique())
+    cols = min(4, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    blocks = [int(c.rsplit("_", 1)[1]) for c in score_columns]
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for _, run in sls[sls["task"] == task].iterrows():
+            ax.plot(blocks, run[score_columns].to_numpy(float), marker=".", alpha=0.8,
+                    label=f"{run['petl']} seed {run['seed']}")  # fmt: skip
+            if not math.isnan(run.get("sls/k", np.nan)):
+                ax.axvline(run["sls/k"], color="grey", linestyle=":", linewidth=1)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("block", fontsize=8)
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("score")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def save_table(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
+    """`stem`.md (titled) and .tex with numbers rounded for reading; .csv at full precision."""
+    flat = table.reset_index()
+    csv = stem.with_suffix(".csv")
+    flat.to_csv(csv, index=False)
+    shown = flat.map(_readable)
+    md = stem.with_suffix(".md")
+    md.write_text(f"### {title}\n\n{shown.to_markdown(index=False, disable_numparse=True)}\n")
+    tex = stem.with_suffix(".tex")
+    tex.write_text(shown.to_latex(index=False, caption=title, escape=True))
+    return [md, csv, tex]
+
+
+def _readable(value):
+    """Three significant digits, no exponent for numbers a table shows."""
+    if isinstance(value, bool) or not isinstance(value, float | int | np.number):
+        return value
+    value = float(value)
+    if math.isnan(value):
+        return ""
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}" if abs(value) >= 0.001 else f"{value:.2e}"
+
+
+def method_order(methods) -> list[str]:
+    """`none` (the reference) and `sls` first, then the baselines by name."""
+    first = [m for m in ("none", "sls") if m in set(methods)]
+    return first + sorted(set(methods) - set(first))
+
+
+def _sorted_rows(table: pd.DataFrame) -> pd.DataFrame:
+    order = {m: i for i, m in enumerate(method_order(table.index.get_level_values("method")))}
+    return table.sort_index(key=lambda level: level.map(order) if level.name == "method" else level)
+
+
+def build_tables(runs: pd.DataFrame, out: Path, reference: Path = REFERENCE_CSV) -> list[Path]:
+    if runs.empty:
+        raise UserError("no FINISHED runs to tabulate")
+    out.mkdir(parents=True, exist_ok=True)
+    text, numeric = accuracy_table(runs, reference)
+    written = save_table(text, out / "accuracy", "Top-1 accuracy (%), mean ± std over seeds")
+    numeric.reset_index().to_csv(out / "accuracy_numeric.csv", index=False)
+    written.append(out / "accuracy_numeric.csv")
+    written += save_table(
+        efficiency_table(runs), out / "efficiency", "Efficiency: means over tasks and seeds"
+    )
+    k = sls_k_table(runs)
+    if not k.empty:
+        written += save_table(k, out / "sls_k", "SLS's depth k per task")
+    for plot in (plot_accuracy_vs_throughput, plot_sls_scores):
+        path = plot(runs, out / f"{plot.__name__.removeprefix('plot_')}.png")
+        if path:
+            written.append(path)
+    return written
+
+
+def write_tables(suite: str, out: str | None = None, log: bool = True) -> list[Path]:
+    folder = Path(out) if out else results_dir() / "tables" / suite
+    runs = tidy_runs(load_runs(suite))
+    written = build_tables(runs, folder)
+    if log:
+        log_tables(suite, written, len(runs))
+    return written
+
+
+def log_tables(suite: str, files: list[Path], n_runs: int) -> None:
+    """A `tables` run in the suite's experiment holds the generated files as artifacts."""
+    from bench.tracking import TrackedRun, environment_tags
+
+    tags = {**environment_tags(), "kind": "tables"}
+    with TrackedRun(suite, "tables", {"tables.runs": n_runs}, tags) as run:
+        for path in files:
+            run.log_artifact(path, "tables")

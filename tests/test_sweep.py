@@ -1,0 +1,134 @@
+"""Sweeps: plan, skip what is finished, survive kills and failures, parallel and Slurm launchers."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench import sweep
+from bench.tracking import Terminated, TrackedRun, client, raise_on_sigterm
+from tests.conftest import TINY_VIT, tiny_config
+from tests.test_run import exploding_pruner  # noqa: F401  (fixture)
+from tests.vtab_folders import make_vtab_folder
+
+
+@pytest.fixture(scope="module")
+def vtab_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vtab-1k")
+    make_vtab_folder(root, task="eurosat", n_train=20, n_test=10)
+    return root
+
+
+def _config(suite, tasks="digits", methods=("none",), **overrides):
+    config = tiny_config(suite=suite, methods=list(methods), **overrides)
+    config.sweep.tasks = tasks
+    return config
+
+
+def _runs(suite, status=None):
+    experiment = client().get_experiment_by_name(suite)
+    runs = client().search_runs([experiment.experiment_id], "tags.pruner != ''")
+    return [r for r in runs if status is None or r.info.status == status]
+
+
+def test_a_second_sweep_skips_finished_cells_and_reports_tasks_without_data():
+    config = _config("tests-sweep-skip", tasks="digits,eurosat")
+    plan = sweep.plan_sweep(config)
+    assert [str(c) for c in plan.todo] == ["digits none seed 0"]
+    assert "eurosat" in plan.no_data and "DATA" in plan.no_data["eurosat"]
+    outcomes = sweep.execute(config, plan, progress=False)
+    assert [o.status for o in outcomes] == ["FINISHED"]
+    again = sweep.plan_sweep(config)
+    assert again.todo == [] and list(again.finished) == plan.cells
+    assert "finished: run" in again.describe()
+    changed = _config("tests-sweep-skip", tasks="digits", **{"train.lr": 1e-2})
+    assert len(sweep.plan_sweep(changed).todo) == 1  # another resolved config is another cell
+
+
+def test_a_failing_cell_does_not_stop_the_others_and_is_retried(exploding_pruner):  # noqa: F811
+    config = _config("tests-sweep-fail", methods=("test_exploding", "none"))
+    plan = sweep.plan_sweep(config)
+    outcomes = sweep.execute(config, plan, progress=False)
+    assert [(o.method, o.status) for o in outcomes] == [
+        ("test_exploding", "FAILED"), ("none", "FINISHED")
+    ]  # fmt: skip
+    text = sweep.summary(plan, outcomes)
+    assert "FAILED   digits test_exploding seed 0: RuntimeError: this pruner always fails" in text
+    assert [c.method for c in sweep.plan_sweep(config).todo] == ["test_exploding"]
+
+
+def test_sigterm_ends_the_current_run_killed():
+    previous = signal.getsignal(signal.SIGTERM)
+    raise_on_sigterm()
+    try:
+        with pytest.raises(Terminated), TrackedRun("tests-sweep-term", "r", {}, {}) as run:
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert client().get_run(run.run_id).info.status == "KILLED"
+
+
+def _cli(suite, vtab_root):
+    kwargs = ",".join(f'"{k}":{v}' for k, v in TINY_VIT.items())
+    return [
+        sys.executable, "-m", "bench", "sweep", "--preset", "demo", "--suite", suite,
+        "--tasks", "digits,eurosat", "--data", str(vtab_root), "--methods", "none,drop_last",
+        "--seeds", "0", "--budget", "keep:2", "--epochs", "2", "--no-progress",
+        "--set", f"model.kwargs={{{kwargs}}}", "--set", "train.warmup_epochs=1",
+        "--set", "train.eval_every=1", "--set", "measure.warmup_iters=1",
+        "--set", "measure.timed_iters=2", "--set", "measure.rounds=1",
+        "--set", "measure.batch_sizes=1,8",
+    ]  # fmt: skip
+
+
+def test_a_sweep_killed_part_way_and_restarted_finishes_each_cell_exactly_once(vtab_root):
+    suite = "tests-sweep-kill"
+    process = subprocess.Popen(_cli(suite, vtab_root), stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if client().get_experiment_by_name(suite) and _runs(suite, "FINISHED"):
+            break
+        time.sleep(0.1)
+    process.kill()  # SIGKILL: no chance to clean up
+    process.wait()
+    finished_before = {r.info.run_id for r in _runs(suite, "FINISHED")}
+    assert 1 <= len(finished_before) < 4
+
+    restart = subprocess.run(_cli(suite, vtab_root), capture_output=True, text=True, timeout=300)
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    finished = _runs(suite, "FINISHED")
+    cells = [(r.data.tags["task"], r.data.tags["pruner"]) for r in finished]
+    assert sorted(cells) == sorted(
+        (t, m) for t in ("digits", "eurosat") for m in ("none", "drop_last")
+    )
+    assert finished_before <= {r.info.run_id for r in finished}  # none repeated or lost
+    assert not _runs(suite, "RUNNING")
+    assert "skipped" in restart.stdout
+
+
+def test_local_workers_log_every_run_to_one_store(vtab_root):
+    config = _config("tests-sweep-workers", tasks="digits,eurosat", methods=("none", "drop_last"),
+                     budget="keep:2", **{"data.data_dir": str(vtab_root)})  # fmt: skip
+    config.sweep.workers = 2
+    outcomes = sweep.execute(config, sweep.plan_sweep(config), progress=False)
+    assert [o.status for o in outcomes] == ["FINISHED"] * 4
+    runs = _runs("tests-sweep-workers", "FINISHED")
+    assert len(runs) == 4 and len({r.data.tags["cell.key"] for r in runs}) == 4
+    assert all("test/acc" in r.data.metrics and "bytes/stored" in r.data.metrics for r in runs)
+    assert len({r.data.tags["owner.pid"] for r in runs}) == 2  # two processes did the work
+
+
+def test_slurm_launcher_through_submitits_local_executor(tmp_path):
+    config = _config("tests-sweep-slurm")
+    config.sweep.launcher = "slurm"
+    config.sweep.slurm.cluster = "local"
+    config.sweep.slurm.folder = str(tmp_path / "submitit")
+    config.sweep.slurm.gpus = 0
+    outcomes = sweep.execute(config, sweep.plan_sweep(config), progress=False)
+    assert [o.status for o in outcomes] == ["FINISHED"]
+    (run,) = _runs("tests-sweep-slurm", "FINISHED")
+    assert run.data.tags["owner.pid"] != str(os.getpid())
+    assert any((tmp_path / "submitit").rglob("*_log.out"))
