@@ -63,19 +63,34 @@ def backbone_block_params(model: nn.Module) -> int:
     )
 
 
-def requested_budget(budget: Budget, num_blocks: int) -> dict[str, float]:
-    """The budget asked of a pruner, as a fraction of backbone block parameters (when it has one)."""
+def petl_params(model: nn.Module) -> int:
+    """Stored PETL parameters (task parameters outside the head): what adapter pruners cut."""
+    return sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if not name.startswith("head.") and is_task_parameter(model, name)
+    )
+
+
+def requested_budget(budget: Budget, num_blocks: int, axis: str = "backbone") -> dict[str, float]:
+    """The budget asked of a pruner, as a fraction of backbone block parameters, or of PETL
+    parameters for a pruner whose `budget_axis` is "petl" (when it has one)."""
     if budget.kind not in ("keep", "params"):
         return {}
-    return {"budget/params_target_fraction": param_fraction(budget, num_blocks)}
+    name = "budget/petl_target_fraction" if axis == "petl" else "budget/params_target_fraction"
+    return {name: param_fraction(budget, num_blocks)}
 
 
 def achieved_budget(
     unpruned: nn.Module, pruned: nn.Module, macs: float, macs_unpruned: float
 ) -> dict[str, float]:
-    """The budget a pruner actually met: backbone block params and whole-model MACs removed."""
-    before = backbone_block_params(unpruned)
+    """The budget a pruner actually met: backbone block params, PETL params (the axis adapter
+    pruners budget on) and whole-model MACs removed."""
+    before, petl_before = backbone_block_params(unpruned), petl_params(unpruned)
     return {
         "budget/params_removed_fraction": 1.0 - backbone_block_params(pruned) / before,
+        "budget/petl_removed_fraction": 1.0 - petl_params(pruned) / petl_before
+        if petl_before
+        else 0.0,
         "budget/macs_removed_fraction": 1.0 - macs / macs_unpruned,
     }

@@ -76,6 +76,7 @@ class Pruner(ABC):
 
     name: str = ""
     fixed_budget: str | None = None  # set when the pruner ignores the run's budget ("none", "auto")
+    budget_axis: str = "backbone"  # what the budget's fraction removes: "backbone" | "petl" params
 
     @abstractmethod
     def prune(self, ctx: PruneContext) -> PruneResult: ...

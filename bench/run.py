@@ -302,7 +302,7 @@ def _prune_and_measure(
     metrics.update(_transfer_metrics(tr, run))
     metrics.update(_accuracy(config, data, pruned, tr, seed, device, run, progress))
     metrics.update(_efficiency(config, tr.model, pruned.model, device))
-    metrics.update(requested_budget(budget, len(tr.model.blocks)))
+    metrics.update(requested_budget(budget, len(tr.model.blocks), pruner.budget_axis))
     metrics.update(
         achieved_budget(tr.model, pruned.model, metrics["macs"], metrics["macs_unpruned"])
     )
@@ -409,7 +409,7 @@ def _efficiency(
     merged_pruned, merged_unpruned = merged_copy(pruned), merged_copy(unpruned)
     if merged_pruned is not None:
         merged = measure.compare_throughput(
-            merged_unpruned, merged_pruned, size, device, config.measure
+            merged_unpruned or unpruned, merged_pruned, size, device, config.measure
         )
         metrics.update({_merged_name(k): v for k, v in merged.items()})
     metrics["macs"] = measure.count_macs(pruned, size, device)

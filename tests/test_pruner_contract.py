@@ -1,7 +1,8 @@
 """One contract every registered pruner meets, on the tiny ViT of conftest (4 blocks, keep:2).
 
 It runs; meets its budget (2 blocks for layer-wise pruners, the same fraction of backbone block
-parameters within tolerance for the others; pruners that choose their own budget are exempt);
+parameters, or of PETL parameters for adapter pruners (`budget_axis = "petl"`), within tolerance
+for the others; pruners that choose their own budget are exempt);
 gives outputs of the right shape; is deterministic under a seed; its stored state rebuilds a
 model with identical outputs; the frozen backbone tensors it keeps are unchanged.
 """
@@ -15,7 +16,7 @@ import torch
 import bench.plugins  # noqa: F401  (registers every pruner)
 from baselines.layerwise import LayerwisePruner
 from baselines.width import WidthPruner
-from bench.budget import backbone_block_params, param_fraction
+from bench.budget import backbone_block_params, param_fraction, petl_params
 from bench.data import BatchLoader, ImageSplit
 from bench.errors import UserError
 from bench.models.petl import attach_petl, is_task_parameter, resolve_settings
@@ -25,7 +26,13 @@ from bench.tasks import get_task
 from tests.conftest import tiny_vit
 
 BUDGET = Budget.parse("keep:2")  # of the tiny ViT's 4 blocks
-FAST_OPTIONS = {"sls": {"embedding": "pca"}, "taylor": {"batches": 2, "batch_size": 16}}
+FAST_OPTIONS = {
+    "sls": {"embedding": "pca"},
+    "taylor": {"batches": 2, "batch_size": 16},
+    "pear": {"batches": 2, "batch_size": 16},
+    "spa": {"batches": 2, "batch_size": 16},
+    "block_benefit": {"epochs": 2, "batch_size": 32, "update_every": 2},
+}
 
 
 def _cases() -> list:
@@ -102,8 +109,8 @@ def test_pruner_contract(name, petl, tmp_path):
     assert out.shape == (3, 10)
 
     if pruner.fixed_budget is None:  # the others (sls, none) choose their own budget
-        unpruned = backbone_block_params(_petl_model(petl))
-        removed = 1.0 - backbone_block_params(model) / unpruned
+        size = petl_params if pruner.budget_axis == "petl" else backbone_block_params
+        removed = 1.0 - size(model) / size(_petl_model(petl))
         tolerance = getattr(pruner, "tolerance", 0.02)
         assert abs(removed - param_fraction(BUDGET, 4)) <= tolerance + 1e-9, removed
         if isinstance(pruner, LayerwisePruner):

@@ -21,7 +21,8 @@ from bench.registry import Registry
 
 class PetlModule(nn.Module):
     """Base class: parameters inside PetlModules train and are stored per task, except those of
-    the frozen backbone layers a module wraps, which it names in `frozen_children`."""
+    the frozen backbone layers (or its own frozen backbone parameters) it names in
+    `frozen_children`."""
 
     frozen_children: tuple[str, ...] = ()
 
@@ -155,12 +156,20 @@ class ParallelBranchBlock(nn.Module):
         self.normed_input = normed_input
 
     def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
+        return self.mlp_residual(self.attn_residual(x, attn_mask, is_causal))
+
+    def attn_residual(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False):
+        """The residual stream after the attention branch (and its parallel PETL branch)."""
         b = self.block
         h = b.norm1(x)
         out = b.ls1(b.attn(h, attn_mask=attn_mask, is_causal=is_causal))
         if self.attn_branch is not None:
             out = out + self.attn_branch(h if self.normed_input else x)
-        x = x + b.drop_path1(out)
+        return x + b.drop_path1(out)
+
+    def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual stream after the MLP branch (and its parallel PETL branch)."""
+        b = self.block
         h = b.norm2(x)
         out = b.ls2(b.mlp(h))
         if self.mlp_branch is not None:
@@ -261,13 +270,13 @@ def is_task_parameter(model: nn.Module, name: str) -> bool:
     if name.startswith("head."):
         return True
     module, inside_petl = model, False
-    for part in name.split(".")[:-1]:
+    for part in name.split("."):
         if isinstance(module, PetlModule):
             if part in module.frozen_children:
                 return False
             inside_petl = True
         module = getattr(module, part)
-    return inside_petl or isinstance(module, PetlModule)
+    return inside_petl
 
 
 def freeze_backbone(model: nn.Module) -> None:
