@@ -41,7 +41,7 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Attention
 from torch import nn
 
-from baselines.width import check_supported, timm_block
+from baselines.width import check_supported, slice_head_dims, slice_mlp_hidden, timm_block
 from bench.budget import backbone_block_params, param_fraction
 from bench.errors import UserError
 from bench.models.petl import ParallelBranchBlock, freeze_backbone
@@ -223,19 +223,6 @@ def kept_indices(brs: list[Branch], num_blocks: int) -> KeptIndices:
 # slicing
 
 
-def _select(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
-    index = index.to(linear.weight.device)
-    weight = linear.weight
-    linear.weight = nn.Parameter(weight.data.index_select(dim, index).clone(), weight.requires_grad)
-    if dim == 0:
-        if linear.bias is not None:
-            bias = linear.bias
-            linear.bias = nn.Parameter(bias.data.index_select(0, index).clone(), bias.requires_grad)
-        linear.out_features = len(index)
-    else:
-        linear.in_features = len(index)
-
-
 def slice_model(model: nn.Module, kept: KeptIndices) -> None:
     """Physically keep the given head-dim channels and hidden neurons of every gated block; the
     softmax scale stays the unpruned one. An empty list skips the branch."""
@@ -243,16 +230,11 @@ def slice_model(model: nn.Module, kept: KeptIndices) -> None:
         raise ValueError(f"state has {len(kept)} blocks, model {len(model.blocks)}")
     for block, k in zip(model.blocks, kept, strict=True):
         attn, mlp = timm_block(block).attn, timm_block(block).mlp
-        index = torch.tensor(k["attn"], dtype=torch.long)
-        width = attn.proj.in_features
-        if len(index) % attn.num_heads:
-            raise ValueError(f"kept head dims {len(index)} do not split into {attn.num_heads}")
-        _select(attn.qkv, torch.cat([index + part * width for part in range(3)]), 0)
-        _select(attn.proj, index, 1)
-        attn.attn_dim, attn.head_dim = len(index), len(index) // attn.num_heads
-        index = torch.tensor(k["mlp"], dtype=torch.long)
-        _select(mlp.fc1, index, 0)
-        _select(mlp.fc2, index, 1)
+        if len(k["attn"]) % attn.num_heads:
+            raise ValueError(f"kept head dims {len(k['attn'])} do not split into {attn.num_heads}")
+        slice_head_dims(attn, k["attn"])
+        attn.attn_dim, attn.head_dim = len(k["attn"]), len(k["attn"]) // attn.num_heads
+        slice_mlp_hidden(mlp, k["mlp"])
         attn.channel_gate = mlp.channel_gate = None
 
 

@@ -17,12 +17,12 @@ state: the kept channel indices (JSON) + masked adapter rows/cols + masked biase
 Deployed: the sliced SPLoRA layers merged into plain Linears, computed at load time from the
 shared backbone and the stored task state. The model the harness times is that: in inference
 (eval, no grad) each SPLoRA layer runs one Linear with its merged weight, computed once
-(`merge_splora` gives the same model with plain Linears; the tests check they agree).
+(`bench.models.petl.merged_copy` gives the same model with plain Linears, measured as the
+`*_merged` metrics; the tests check they agree).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +70,7 @@ class SPLoRAProjection(SPLoRALinear, PetlModule):
             self._merged = (key, self.adapted_weight)
         return F.linear(input, self._merged[1], self.bias)
 
-    def to_linear(self) -> nn.Linear:
+    def merged(self) -> nn.Linear:
         """W + cols @ rows as one plain Linear (the library's `to_module`), frozen."""
         linear = self.to_module()
         linear.weight = nn.Parameter(linear.weight.detach().clone(), requires_grad=False)
@@ -324,13 +324,3 @@ def keep_indices(
         order = torch.sort(score["mlp"], descending=True, stable=True).indices[:h]
         kept.append({"attn": attn, "mlp": sorted(int(i) for i in order)})
     return kept
-
-
-def merge_splora(model: nn.Module) -> nn.Module:
-    """A copy with every SPLoRA layer replaced by its merged plain Linear (as deployed)."""
-    merged = copy.deepcopy(model)
-    for module in list(merged.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, SPLoRAProjection):
-                setattr(module, name, child.to_linear())
-    return merged

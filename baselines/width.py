@@ -196,7 +196,7 @@ def kept_widths(block: nn.Module) -> dict[str, int]:
     return {"head_dim": b.attn.head_dim, "mlp_hidden": b.mlp.fc1.out_features}
 
 
-def _keep(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
+def keep_channels(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
     """Keep the output (dim 0) or input (dim 1) channels `index` of a frozen Linear."""
     index = index.to(linear.weight.device)
     weight = linear.weight
@@ -212,17 +212,26 @@ def _keep(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
 
 def slice_block(block: nn.Module, kept: dict[str, list[int]]) -> None:
     """Re-apply a block's kept indices to a fresh (unpruned) timm Block."""
-    attn, mlp = block.attn, block.mlp
     if "attn" in kept:
-        index = torch.tensor(kept["attn"], dtype=torch.long)
-        width = attn.proj.in_features
-        _keep(attn.qkv, torch.cat([index + part * width for part in range(3)]), 0)  # q, k, v
-        _keep(attn.proj, index, 1)
-        fix_attention(attn)
+        slice_head_dims(block.attn, kept["attn"])
+        fix_attention(block.attn)
     if "mlp" in kept:
-        index = torch.tensor(kept["mlp"], dtype=torch.long)
-        _keep(mlp.fc1, index, 0)
-        _keep(mlp.fc2, index, 1)
+        slice_mlp_hidden(block.mlp, kept["mlp"])
+
+
+def slice_head_dims(attn: Attention, kept: list[int]) -> None:
+    """Keep channels `kept` of the attention width in q, k and v alike, and in proj's input.
+    The caller sets the attention's cached sizes (`fix_attention`, or its own rule)."""
+    index = torch.tensor(kept, dtype=torch.long)
+    width = attn.proj.in_features
+    keep_channels(attn.qkv, torch.cat([index + part * width for part in range(3)]), 0)
+    keep_channels(attn.proj, index, 1)
+
+
+def slice_mlp_hidden(mlp: nn.Module, kept: list[int]) -> None:
+    index = torch.tensor(kept, dtype=torch.long)
+    keep_channels(mlp.fc1, index, 0)
+    keep_channels(mlp.fc2, index, 1)
 
 
 # ---------------------------------------------------------------------------------------------

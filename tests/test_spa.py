@@ -6,10 +6,10 @@ import torch
 from sp_adapters import SPLoRALinear
 from sp_adapters import splora as splora_lib
 
-from baselines.spa import SPLoRAProjection, attach_splora, magnitude_scores, merge_splora
+from baselines.spa import SPLoRAProjection, attach_splora, magnitude_scores
 from bench.budget import backbone_block_params
 from bench.errors import UserError
-from bench.models.petl import is_task_parameter
+from bench.models.petl import is_task_parameter, merged_copy
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.state import task_tensors
 from bench.tasks import get_task
@@ -36,7 +36,7 @@ def test_merged_model_equals_the_unmerged_one(tmp_path, importance):
     result = make_pruner("spa", options).prune(_context(tmp_path, "params:0.4"))
     model = result.model.eval()
     _train_adapters(model)
-    merged = merge_splora(model).eval()
+    merged = merged_copy(model).eval()
     assert not any(isinstance(m, SPLoRALinear) for m in merged.modules())
     assert sum(isinstance(m, SPLoRALinear) for m in model.modules()) == 4 * 4
     x = torch.randn(3, 3, 16, 16)
@@ -48,7 +48,7 @@ def test_merged_model_equals_the_unmerged_one(tmp_path, importance):
     _train_adapters(model)  # changed tensors: the cache must not serve the old weights
     with torch.no_grad():
         assert not torch.allclose(model(x), out, atol=1e-5)
-        assert torch.allclose(model(x), merge_splora(model).eval()(x), atol=1e-5)
+        assert torch.allclose(model(x), merged_copy(model).eval()(x), atol=1e-5)
     assert result.metrics["params_removed_fraction"] == pytest.approx(0.4, abs=0.02)
 
 

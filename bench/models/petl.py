@@ -289,13 +289,18 @@ def task_parameter_names(model: nn.Module) -> list[str]:
 
 
 def merged_copy(model: nn.Module) -> nn.Module | None:
-    """A copy with mergeable PETL modules folded into the backbone (as deployed), or None if the
-    model has none. Merging changes speed, not outputs."""
-    if not any(isinstance(m, LoRAQKV) for m in model.modules()):
+    """A copy with every mergeable PETL module (one with a `merged()` method: LoRA, SPLoRA)
+    replaced by its merged layer (as deployed), or None if the model has none. Merging changes
+    speed, not outputs."""
+    if not any(_mergeable(m) for m in model.modules()):
         return None
     merged = copy.deepcopy(model)
     for module in list(merged.modules()):
         for name, child in module.named_children():
-            if isinstance(child, LoRAQKV):
+            if _mergeable(child):
                 setattr(module, name, child.merged())
     return merged
+
+
+def _mergeable(module: nn.Module) -> bool:
+    return isinstance(module, PetlModule) and callable(getattr(module, "merged", None))
