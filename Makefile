@@ -21,8 +21,10 @@ BUDGET ?=
 EXPORT ?=
 EPOCHS ?=
 ARGS ?=
-# sweep / tables / server
+# sweep / curve / tables / server
 TASKS ?=
+KEEP ?=
+TUNE ?=
 DRY_RUN ?=
 LAUNCHER ?=
 WORKERS ?=
@@ -41,11 +43,12 @@ BENCH_ARGS = $(call opt,task,$(TASK)) $(COMMON_ARGS)
 SWEEP_ARGS = $(call opt,tasks,$(TASKS)) $(call opt,launcher,$(LAUNCHER)) \
 	$(call opt,workers,$(WORKERS)) $(if $(DRY_RUN),--dry-run) $(COMMON_ARGS)
 
-.PHONY: install bench sweep tables server tasks prepare test ui lint format help
+.PHONY: install bench sweep curve tables server tasks prepare test ui lint format help
 
 help:
 	@echo "make bench   run the benchmark (offline default: digits, demo preset)"
 	@echo "make sweep   every task x method x seed not yet finished (TASKS=all DRY_RUN=1 WORKERS=2 LAUNCHER=slurm)"
+	@echo "make curve   TASK=<task> [KEEP=1-12] [SEEDS=...] [TUNE=1]  the accuracy-depth curve (resumable)"
 	@echo "make tables  the paper's tables and plots in results/tables/<SUITE> (SUITE=demo|paper|...)"
 	@echo "make server  an mlflow server for several machines (STORE=postgresql://... ARTIFACTS=... HOST=...)"
 	@echo "make tasks   the 19 VTAB-1k tasks and whether their data is found (DATA=...)"
@@ -67,6 +70,11 @@ bench: $(STAMP)
 
 sweep: $(STAMP)
 	$(PY) -m bench sweep $(SWEEP_ARGS)
+
+curve: $(STAMP)
+	$(PY) -m bench curve $(call opt,task,$(TASK)) $(call opt,tasks,$(TASKS)) $(call opt,keep,$(KEEP)) \
+		$(if $(TUNE),--tune) $(call opt,launcher,$(LAUNCHER)) $(call opt,workers,$(WORKERS)) \
+		$(if $(DRY_RUN),--dry-run) $(COMMON_ARGS)
 
 tables: $(STAMP)
 	$(PY) -m bench tables --suite $(SUITE)

@@ -358,7 +358,8 @@ class BlockBenefit(Pruner):
             **metrics,
         }
         tags = {"stored.deployed": DEPLOYED, "reconstruction": "PETL adaptation of P3B"}
-        return PruneResult(model, {"blocks": kept}, decision, metrics, tags=tags, retrain=True)
+        return PruneResult(model, {"blocks": kept}, decision, metrics, tags=tags, retrain=True,
+                           epochs_trained=float(self.epochs))  # fmt: skip
 
     def gate_phase(self, ctx: PruneContext, model: nn.Module, brs: list[Branch], removed: float):
         """Train PETL + head + auxiliary heads on the calibration set while the gates' Taylor

@@ -1,7 +1,12 @@
 """Layer-wise baselines: drop whole blocks, as SLS does, but chosen by a simpler rule.
 
-All three keep as many blocks as the budget says (by default SLS's k for the same transfer) and
-store only the kept-block indices + PETL + head; `restore` re-applies them with `keep_blocks`.
+Each keeps as many blocks as the budget says (by default SLS's k for the same transfer) and
+stores only the kept-block indices + PETL + head; `restore` re-applies them with `keep_blocks`.
+
+`drop_last` at SLS's k is SLS's own model, so the harness does not run it at `match-sls`; at an
+explicit `keep:k` it is a point of the depth curve (`make curve`). `fixed_depth` keeps the same
+k on every task (by default the rounded mean of SLS's k over the suite): whether choosing k per
+task helps at all.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from torch import nn
 
 from bench.budget import blocks_to_keep
 from bench.models.truncate import keep_blocks
-from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
+from bench.pruning import PRUNERS, Budget, PruneContext, Pruner, PruneResult
 
 
 class LayerwisePruner(Pruner):
@@ -50,9 +55,27 @@ class LayerwisePruner(Pruner):
 @PRUNERS.register("drop_last")
 @dataclass
 class DropLast(LayerwisePruner):
-    """Keeps the first k blocks: SLS's depth without SLS's choice of it."""
+    """Keeps the first k blocks of an explicit `keep:k`: the truncated model the depth curve is
+    made of. At `match-sls` it would be SLS's model, trained the same way, so it is not run."""
 
     name = "drop_last"
+
+    def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
+        return list(range(k)), {}
+
+    def same_model_as(self, budget: Budget) -> str | None:
+        return "sls" if budget.kind == "match-sls" else None
+
+
+@PRUNERS.register("fixed_depth")
+@dataclass
+class FixedDepth(LayerwisePruner):
+    """Keeps the first k blocks with one k for every task: `keep:k`, or by default (`sls-mean`)
+    the rounded mean of SLS's k over the suite's finished SLS runs. Against SLS it shows whether
+    choosing the depth per task helps; on a task whose SLS k equals that mean it is SLS's model."""
+
+    name = "fixed_depth"
+    default_budget = "sls-mean"
 
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
         return list(range(k)), {}

@@ -68,6 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--reclaim", action="store_true",
                        help="mark RUNNING runs of other hosts KILLED and run their cells again")  # fmt: skip
 
+    curve = commands.add_parser(
+        "curve", help="the accuracy-depth curve: retrain the first k blocks at every k (resumable)"
+    )
+    add_run_options(curve)
+    curve.add_argument("--task", help="the task (default: the preset's)")
+    curve.add_argument("--tasks", help="several tasks instead: all | a group | a,b,c")
+    curve.add_argument("--keep", help="depths, e.g. 1-12 or 2,4,6 (default: 1..N)")
+    curve.add_argument("--tune", action="store_true",
+                       help="tuning mode: transfer on train800, every point evaluated on val200")  # fmt: skip
+    curve.add_argument("--workers", help="runs in parallel on this machine")
+    curve.add_argument("--launcher", help="local (default) | slurm (submitit)")
+    curve.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
+    curve.add_argument("--reclaim", action="store_true",
+                       help="mark RUNNING runs of other hosts KILLED and run their cells again")  # fmt: skip
+
     tables = commands.add_parser("tables", help="the paper's tables and plots from the store")
     tables.add_argument("--suite", default="demo", help="MLflow experiment to tabulate")
     tables.add_argument("--out", help="output folder (default results/tables/<suite>)")
@@ -178,6 +193,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
 
 
+def cmd_curve(args: argparse.Namespace) -> int:
+    from bench import depth_curve, sweep, tables
+    from bench.run import preflight
+
+    config = resolved_config(args)
+    if not args.tasks:
+        config.sweep.tasks = config.data.task
+    depths = depth_curve.parse_keep(args.keep, preflight(config).num_blocks)
+    config = depth_curve.curve_config(config, depths, args.tune)
+    plan = sweep.plan_sweep(config, reclaim=args.reclaim)
+    print(plan.describe(), flush=True)
+    if args.dry_run:
+        return 0
+    outcomes = sweep.execute(config, plan, progress=not args.no_progress)
+    print(sweep.summary(plan, outcomes))
+    written = tables.write_tables(config.suite)
+    print("\n".join(str(path) for path in written if "curve" in path.name or "regret" in path.name))
+    return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
+
+
 def cmd_tables(args: argparse.Namespace) -> int:
     from bench import tables
 
@@ -231,6 +266,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 COMMANDS = {
     "bench": cmd_bench,
     "sweep": cmd_sweep,
+    "curve": cmd_curve,
     "tables": cmd_tables,
     "tasks": cmd_tasks,
     "prepare": cmd_prepare,

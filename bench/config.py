@@ -110,7 +110,7 @@ class SweepConfig:
 class RunConfig:
     suite: str = "default"  # MLflow experiment
     preset: str = "paper"
-    methods: list[str] = field(default_factory=lambda: ["none", "sls"])
+    methods: list[str] = field(default_factory=lambda: ["none", "retrained", "sls"])
     seeds: list[int] = field(default_factory=lambda: [42])
     device: str = "auto"  # auto | cpu | cuda | cuda:1 ...
     budget: str = "match-sls"  # how pruners other than SLS are budgeted

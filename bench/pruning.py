@@ -24,15 +24,19 @@ from bench.tasks import TaskSpec
 
 @dataclass(frozen=True)
 class Budget:
-    """How much a pruner may remove: `none`, `match-sls`, `keep:<k>` blocks, `params:<fraction>`."""
+    """How much a pruner may remove: `none`, `match-sls` (SLS's k for the same transfer),
+    `sls-mean` (the rounded mean of SLS's k over the suite), `keep:<k>` blocks,
+    `params:<fraction>`."""
 
     kind: str
     value: float | None = None
 
+    RESOLVED_BY_HARNESS = ("match-sls", "sls-mean")
+
     @classmethod
     def parse(cls, text: str) -> Budget:
         kind, _, value = text.strip().lower().partition(":")
-        if kind in ("none", "match-sls") and not value:
+        if kind in ("none", "auto", *cls.RESOLVED_BY_HARNESS) and not value:
             return cls(kind)
         try:
             if kind == "keep":
@@ -42,7 +46,8 @@ class Budget:
         except ValueError:
             pass
         raise UserError(
-            f"unknown budget {text!r}; use match-sls, keep:<blocks>, params:<fraction removed in [0,1)>"
+            f"unknown budget {text!r}; use match-sls, sls-mean, keep:<blocks>, "
+            "params:<fraction removed in [0,1)>"
         )
 
     def __str__(self) -> str:
@@ -69,6 +74,7 @@ class PruneResult:
     artifacts: list[Path] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # e.g. what is stored, reconstruction notes
     retrain: bool = True  # whether the harness retrains PETL + head afterwards
+    epochs_trained: float = 0.0  # epochs the pruner itself trained (counts after the transfer)
 
 
 class Pruner(ABC):
@@ -76,6 +82,7 @@ class Pruner(ABC):
 
     name: str = ""
     fixed_budget: str | None = None  # set when the pruner ignores the run's budget ("none", "auto")
+    default_budget: str | None = None  # replaces the run's `match-sls` default (e.g. "sls-mean")
     budget_axis: str = "backbone"  # what the budget's fraction removes: "backbone" | "petl" params
 
     @abstractmethod
@@ -89,8 +96,44 @@ class Pruner(ABC):
     def settings(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
+    def same_model_as(self, budget: Budget) -> str | None:
+        """The method whose model this pruner would build, trained the same way, at `budget`
+        (then the harness does not run it twice); None when it builds its own."""
+        return None
+
+    def budget_for(self, spec: MethodSpec, run_budget: str) -> Budget:
+        """The budget this run of the pruner gets: its fixed one, the method's own
+        (`drop_last@keep:6`), or the run's, where `match-sls` may give way to its default."""
+        if self.fixed_budget:
+            if spec.budget:
+                raise UserError(f"{spec.name} chooses its own budget; drop '@{spec.budget}'")
+            return Budget.parse(self.fixed_budget)
+        text = spec.budget or run_budget
+        if text == "match-sls" and self.default_budget:
+            text = self.default_budget
+        return Budget.parse(text)
+
 
 PRUNERS: Registry[type[Pruner]] = Registry("method")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method as a run set names it: `sls`, or `drop_last@keep:6` with a budget of its own."""
+
+    name: str
+    budget: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> MethodSpec:
+        name, at, budget = text.strip().partition("@")
+        if at and not budget.strip():
+            raise UserError(f"method {text!r}: say a budget after '@', e.g. drop_last@keep:6")
+        budget = str(Budget.parse(budget)) if at else None
+        return cls(PRUNERS.canonical(name), budget)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.budget}" if self.budget else self.name
 
 
 def make_pruner(name: str, options: dict[str, Any] | None = None) -> Pruner:
@@ -113,3 +156,17 @@ class NoPruning(Pruner):
 
     def prune(self, ctx: PruneContext) -> PruneResult:
         return PruneResult(ctx.model, retrain=False)
+
+
+@PRUNERS.register("retrained")
+@dataclass
+class Retrained(Pruner):
+    """The control: the unpruned PETL model retrained with exactly the recipe, seed and data order
+    the pruners get, so a pruner's gain over `none` can be told apart from what the extra epochs
+    alone do."""
+
+    name = "retrained"
+    fixed_budget = "none"
+
+    def prune(self, ctx: PruneContext) -> PruneResult:
+        return PruneResult(ctx.model, retrain=True)

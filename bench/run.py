@@ -2,7 +2,9 @@
 
 Steps: check everything → load data → transfer (PETL training, cached by a hash of what produced
 it and shared by every pruner) → for each pruner: prune → retrain → evaluate → measure → store →
-log, as one MLflow run per (task, PETL, pruner, budget, seed).
+log, as one MLflow run per (task, PETL, pruner, budget, seed). The steps of a run take one
+`RunContext`. A method that would build another method's model, trained the same way
+(`drop_last` at SLS's k), is left out with a note instead of being trained twice.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,7 +33,14 @@ from bench.errors import UserError
 from bench.models.backbone import create_backbone, weights_sha256
 from bench.models.petl import PetlSettings, attach_petl, merged_copy, resolve_settings
 from bench.paths import cache_dir
-from bench.pruning import PRUNERS, Budget, PruneContext, make_pruner
+from bench.pruning import (
+    Budget,
+    MethodSpec,
+    PruneContext,
+    Pruner,
+    PruneResult,
+    make_pruner,
+)
 from bench.state import save_task_state
 from bench.tasks import TaskSpec, get_task
 from bench.tracking import TrackedRun, client, environment_tags
@@ -88,23 +98,49 @@ def weights_id(config: RunConfig) -> str:
     return f"hub:{config.model.backbone}" if config.model.pretrained else "random-init"
 
 
-def preflight(config: RunConfig) -> tuple[TaskSpec, PetlSettings, list[str]]:
+@dataclass
+class Preflight:
+    task: TaskSpec
+    settings: PetlSettings
+    methods: list[MethodSpec]  # what runs, in order
+    left_out: dict[str, str]  # method -> why it is not run (it would duplicate another)
+    num_blocks: int
+
+
+def preflight(config: RunConfig) -> Preflight:
     """Every name and file checked before any training, so bad input fails in one line."""
     task = get_task(config.data.task)
     settings = resolve_settings(
         config.petl.method, task.name, config.petl.dim, config.petl.scale,
         config.petl.xavier_init, config.petl.dropout,
     )  # fmt: skip
-    methods = [PRUNERS.canonical(m) for m in config.methods]
-    for method in methods:
-        make_pruner(method, config.pruners.get(method))
-    if config.budget:
-        Budget.parse(config.budget)
-    create_backbone(  # raises a clear error for an unknown backbone or a checkpoint that does not fit
+    Budget.parse(config.budget)
+    methods, left_out = plan_methods(config)
+    backbone = create_backbone(  # a clear error for an unknown backbone or an unfitting checkpoint
         config.model.backbone, task.num_classes, config.data.image_size, 0.0,
         config.model.checkpoint, config.model.pretrained, config.model.kwargs,
     )  # fmt: skip
-    return task, settings, methods
+    return Preflight(task, settings, methods, left_out, len(backbone.blocks))
+
+
+def plan_methods(config: RunConfig) -> tuple[list[MethodSpec], dict[str, str]]:
+    """The methods to run, each checked; those that would train another method's model again
+    are left out with the reason."""
+    methods, left_out = [], {}
+    for text in config.methods:
+        spec = MethodSpec.parse(text)
+        pruner = make_pruner(spec.name, config.pruners.get(spec.name))
+        budget = pruner.budget_for(spec, config.budget)
+        twin = pruner.same_model_as(budget)
+        if twin:
+            left_out[str(spec)] = (
+                f"{spec} at {budget} builds {twin}'s model, trained the same way: not run "
+                f"(its numbers are {twin}'s; give {spec.name} a depth with "
+                f"{spec.name}@keep:<k> or BUDGET=keep:<k>)"
+            )
+        elif spec not in methods:
+            methods.append(spec)
+    return methods, left_out
 
 
 def load_data(config: RunConfig, task: TaskSpec, progress: bool) -> TaskData:
@@ -119,8 +155,9 @@ def load_data(config: RunConfig, task: TaskSpec, progress: bool) -> TaskData:
     return TaskData(task, source.name, source.format, split(d.train_split), split(d.eval_split))
 
 
-def loaders(config: RunConfig, data: TaskData, recipe: Recipe, device: torch.device, seed: int):
-    """Training loader (shuffled, drop_last) and evaluation loader."""
+def data_loaders(config: RunConfig, data: TaskData, recipe: Recipe, device: torch.device,
+                 seed: int):  # fmt: skip
+    """Training loader (shuffled by the seed, drop_last) and evaluation loader."""
     norm = config.data.normalization
     train_loader = BatchLoader(
         data.train, recipe.batch_size, device, norm, shuffle=True, drop_last=True, seed=seed
@@ -129,7 +166,12 @@ def loaders(config: RunConfig, data: TaskData, recipe: Recipe, device: torch.dev
     return train_loader, eval_loader
 
 
+def loaders(ctx: RunContext, recipe: Recipe):
+    return data_loaders(ctx.config, ctx.data, recipe, ctx.device, ctx.seed)
+
+
 def calibration_loader(config: RunConfig, data: TaskData, device: torch.device) -> BatchLoader:
+    """The training split (train800val200) in a fixed order; never the test set."""
     return BatchLoader(data.train, 250, device, config.data.normalization)
 
 
@@ -166,19 +208,22 @@ def transfer_key(
     ]
 
 
-def cell_key(config: RunConfig, method: str, seed: int, weights: str) -> str:
+def cell_key(
+    config: RunConfig, method: str, seed: int, weights: str, pruner: Pruner | None = None
+) -> str:
     """What identifies one run of a sweep: its resolved config (task, model, PETL, recipes,
     measurement), the method and its settings, the budget (with SLS's settings when the budget is
     SLS's k), the seed and the backbone weights. A FINISHED run with this key is not run again."""
     values = config.to_dict()
     for name in ("methods", "seeds", "pruners", "sweep", "suite", "preset"):
         values.pop(name)
-    pruner = make_pruner(method, config.pruners.get(method))
-    budget = pruner.fixed_budget or config.budget
-    payload = {"config": values, "method": PRUNERS.canonical(method), "settings": pruner.settings(),
+    spec = MethodSpec.parse(method)
+    pruner = pruner or make_pruner(spec.name, config.pruners.get(spec.name))
+    budget = str(pruner.budget_for(spec, config.budget))
+    payload = {"config": values, "method": spec.name, "settings": pruner.settings(),
                "budget": budget, "seed": seed, "weights": weights}  # fmt: skip
-    if budget == "match-sls":
-        payload["sls"] = make_pruner("sls", config.pruners.get("sls")).settings()
+    if budget in Budget.RESOLVED_BY_HARNESS:
+        payload["sls"] = sls_settings(config)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
         :20
     ]
@@ -213,7 +258,7 @@ def transfer(
                 model.get_parameter(name).copy_(tensor)
         result = TrainResult(**json.loads((folder / "result.json").read_text()))
         return Transfer(model, result, key, cached=True)
-    train_loader, eval_loader = loaders(config, data, config.train, device, seed)
+    train_loader, eval_loader = data_loaders(config, data, config.train, device, seed)
     result = train(
         model, train_loader, eval_loader, config.train, device, seed, "transfer", progress
     )
@@ -236,7 +281,34 @@ def store_transfer(model: nn.Module, result: TrainResult, key: str, folder: Path
 
 
 # ---------------------------------------------------------------------------------------------
-# one pruner
+# one method: a short list of named steps over one context
+
+
+@dataclass
+class RunContext:
+    """What the steps of a run need. The runs on one transfer share everything but the last four
+    fields, which `for_method` fills for one method's run."""
+
+    config: RunConfig
+    data: TaskData
+    settings: PetlSettings
+    device: torch.device
+    weights: str
+    progress: bool
+    seed: int
+    transfer: Transfer
+    known_k: dict[str, int] = field(default_factory=dict)  # SLS's k per transfer key (run set)
+    spec: MethodSpec | None = None
+    pruner: Pruner | None = None
+    run: TrackedRun | None = None
+    workdir: Path | None = None
+
+    def for_method(self, spec: MethodSpec) -> RunContext:
+        pruner = make_pruner(spec.name, self.config.pruners.get(spec.name))
+        return replace(self, spec=spec, pruner=pruner, run=None, workdir=None)
+
+    def calibration(self) -> BatchLoader:
+        return calibration_loader(self.config, self.data, self.device)
 
 
 def retrain_recipe(config: RunConfig) -> Recipe:
@@ -251,173 +323,216 @@ def retrain_recipe(config: RunConfig) -> Recipe:
     raise UserError(f"unknown retrain recipe {config.retrain.recipe!r}; use released or constant")
 
 
-def run_method(
-    config: RunConfig,
-    data: TaskData,
-    settings: PetlSettings,
-    tr: Transfer,
-    method: str,
-    seed: int,
-    device: torch.device,
-    weights: str,
-    progress: bool,
-    known_k: dict[str, int] | None = None,
-) -> Outcome:
-    """One MLflow run; `known_k` holds SLS's k per transfer key from this run set (match-sls)."""
-    pruner = make_pruner(method, config.pruners.get(method))
-    known_k = {} if known_k is None else known_k
-    budget = Budget(pruner.fixed_budget) if pruner.fixed_budget else Budget.parse(config.budget)
-    params = run_params(config, data, settings, method, pruner.settings(), budget, seed, weights)
-    tags = {**environment_tags(), **owner_tags(), "task": data.task.name, "group": data.task.group,
-            "petl": settings.method, "pruner": method, "weights": weights,
-            "cell.key": cell_key(config, method, seed, weights),
-            "transfer.key": tr.key, "transfer.cached": str(tr.cached)}  # fmt: skip
-    run_name = f"{data.task.name}-{settings.method}-{method}-s{seed}"
+def run_method(ctx: RunContext, spec: MethodSpec) -> Outcome:
+    """One MLflow run: resolve the budget → prune → retrain → evaluate → measure → store → log."""
+    ctx = ctx.for_method(spec)
+    budget = ctx.pruner.budget_for(spec, ctx.config.budget)
+    key = cell_key(ctx.config, str(spec), ctx.seed, ctx.weights, ctx.pruner)
+    tags = {**run_tags(ctx), "cell.key": key}
+    run_name = f"{ctx.data.task.name}-{ctx.settings.method}-{spec}-s{ctx.seed}"
     try:
         with (
-            TrackedRun(config.suite, run_name, params, tags) as run,
+            TrackedRun(ctx.config.suite, run_name, run_params(ctx, budget), tags) as run,
             tempfile.TemporaryDirectory() as tmp,
         ):
-            budget, source = resolve_budget(budget, config, data, tr, seed, device, known_k)
+            ctx = replace(ctx, run=run, workdir=Path(tmp))
+            budget, source = resolve_budget(ctx, budget)
             run.log_params({"budget.resolved": str(budget), "budget.source": source})
-            metrics = _prune_and_measure(config, data, settings, tr, pruner, budget, seed, device, weights,
-                                         run, Path(tmp), progress)  # fmt: skip
-        return Outcome(method, seed, run.run_id, "FINISHED", metrics, task=data.task.name)
+            metrics = prune_and_measure(ctx, budget)
+        return Outcome(
+            str(spec), ctx.seed, run.run_id, "FINISHED", metrics, task=ctx.data.task.name
+        )
     except KeyboardInterrupt:
         raise
     except Exception as err:  # recorded as FAILED in the store; the other runs go on
         error = f"{type(err).__name__}: {err}"
-        return Outcome(method, seed, "", "FAILED", {}, error, data.task.name)
+        return Outcome(str(spec), ctx.seed, "", "FAILED", {}, error, ctx.data.task.name)
 
 
-def _prune_and_measure(
-    config, data, settings, tr, pruner, budget, seed, device, weights, run, tmp, progress
-) -> dict[str, float]:
-    ctx = PruneContext(copy.deepcopy(tr.model), calibration_loader(config, data, device), data.task,
-                       budget, seed, device, tmp)  # fmt: skip
-    start = time.perf_counter()
-    pruned = pruner.prune(ctx)
-    metrics = {"prune/seconds": time.perf_counter() - start}
-    metrics.update({f"{pruner.name}/{k}": v for k, v in pruned.metrics.items()})
-    metrics.update(_transfer_metrics(tr, run))
-    metrics.update(_accuracy(config, data, pruned, tr, seed, device, run, progress))
-    metrics.update(_efficiency(config, tr.model, pruned.model, device))
-    metrics.update(requested_budget(budget, len(tr.model.blocks), pruner.budget_axis))
-    metrics.update(
-        achieved_budget(tr.model, pruned.model, metrics["macs"], metrics["macs_unpruned"])
-    )
-    meta = {"task": data.task.name, "num_classes": data.task.num_classes, "weights": weights,
-            "backbone": config.model.backbone, "model_kwargs": config.model.kwargs,
-            "image_size": config.data.image_size, "petl": settings.to_dict(), "seed": seed,
-            "pruner": pruner.name, "pruner_state": pruned.state}  # fmt: skip
-    state_file = tmp / "task_state.safetensors"
-    metrics["bytes/stored"] = save_task_state(pruned.model, state_file, meta)
-    run.log_metrics(metrics)
-    if pruned.tags:
-        run.set_tags(pruned.tags)
-    run.log_dict(config.to_dict(), "config.json")
-    run.log_dict(pruned.decision or {"pruner": pruner.name}, "decision.json")
-    for path in [state_file, *pruned.artifacts]:
-        run.log_artifact(path)
+def prune_and_measure(ctx: RunContext, budget: Budget) -> dict[str, float]:
+    pruned, metrics = prune_step(ctx, budget)
+    metrics.update(transfer_metrics(ctx))
+    metrics.update(accuracy_step(ctx, pruned))
+    metrics.update(efficiency_step(ctx, pruned.model))
+    metrics.update(budget_metrics(ctx, budget, pruned.model, metrics))
+    metrics["bytes/stored"] = store_step(ctx, pruned)
+    log_step(ctx, pruned, metrics)
     return metrics
 
 
-def resolve_budget(
-    budget: Budget,
-    config: RunConfig,
-    data: TaskData,
-    tr: Transfer,
-    seed: int,
-    device: torch.device,
-    known_k: dict[str, int],
-) -> tuple[Budget, str]:
+def prune_step(ctx: RunContext, budget: Budget) -> tuple[PruneResult, dict[str, float]]:
+    """The pruner on a copy of the transferred model, timed."""
+    prune_ctx = PruneContext(copy.deepcopy(ctx.transfer.model), ctx.calibration(),
+                             ctx.data.task, budget, ctx.seed, ctx.device, ctx.workdir)  # fmt: skip
+    start = time.perf_counter()
+    pruned = ctx.pruner.prune(prune_ctx)
+    metrics = {"prune/seconds": time.perf_counter() - start}
+    metrics.update({f"{ctx.pruner.name}/{k}": v for k, v in pruned.metrics.items()})
+    return pruned, metrics
+
+
+def transfer_metrics(ctx: RunContext) -> dict[str, float]:
+    ctx.run.log_history("transfer", ctx.transfer.result.history)
+    return {
+        "transfer/test_acc": ctx.transfer.result.final_acc,
+        "transfer/seconds": ctx.transfer.result.seconds,
+    }
+
+
+def accuracy_step(ctx: RunContext, pruned: PruneResult) -> dict[str, float]:
+    """Retrain PETL + head (every pruner that asks, and the `retrained` control, with one recipe,
+    seed and data order), then the headline accuracy. `train/epochs_after_transfer` counts every
+    epoch trained after the transfer, the pruner's own included."""
+    tr = ctx.transfer
+    epochs = {"train/epochs_after_transfer": float(pruned.epochs_trained)}
+    if pruned.retrain:
+        recipe = retrain_recipe(ctx.config)
+        train_loader, eval_loader = loaders(ctx, recipe)
+        result = train(pruned.model, train_loader, eval_loader, recipe, ctx.device, ctx.seed,
+                       "retrain", ctx.progress)  # fmt: skip
+        ctx.run.log_history("retrain", result.history)
+        epochs["train/epochs_after_transfer"] += recipe.epochs
+        return {"test/acc": result.final_acc, "test/acc_best_of_evals": result.best_acc,
+                "retrain/seconds": result.seconds, **epochs}  # fmt: skip
+    if pruned.model is tr.model or _same_weights(pruned.model, tr.model):
+        return {"test/acc": tr.result.final_acc, "test/acc_best_of_evals": tr.result.best_acc,
+                **epochs}  # fmt: skip
+    _, eval_loader = loaders(ctx, ctx.config.train)
+    acc = evaluate(pruned.model, eval_loader, ctx.device, "eval", ctx.progress)
+    return {"test/acc": acc, "test/acc_best_of_evals": acc, **epochs}
+
+
+def efficiency_step(ctx: RunContext, pruned: nn.Module) -> dict[str, float]:
+    """Throughput against the unpruned PETL model (interleaved; merged too where adapters merge),
+    MACs and parameter counts."""
+    config, unpruned, size = ctx.config, ctx.transfer.model, ctx.config.data.image_size
+    metrics: dict[str, float] = measure.compare_throughput(
+        unpruned, pruned, size, ctx.device, config.measure
+    )
+    merged_pruned, merged_unpruned = merged_copy(pruned), merged_copy(unpruned)
+    if merged_pruned is not None:
+        merged = measure.compare_throughput(
+            merged_unpruned or unpruned, merged_pruned, size, ctx.device, config.measure
+        )
+        metrics.update({_merged_name(k): v for k, v in merged.items()})
+    metrics["macs"] = measure.count_macs(pruned, size, ctx.device)
+    metrics["macs_unpruned"] = measure.count_macs(unpruned, size, ctx.device)
+    metrics.update(measure.parameter_counts(pruned))
+    metrics["params/total_unpruned"] = measure.parameter_counts(unpruned)["params/total"]
+    metrics["blocks/kept"] = len(pruned.blocks)
+    return metrics
+
+
+def budget_metrics(ctx: RunContext, budget: Budget, pruned: nn.Module, metrics) -> dict:
+    unpruned = ctx.transfer.model
+    requested = requested_budget(budget, len(unpruned.blocks), ctx.pruner.budget_axis)
+    return {**requested,
+            **achieved_budget(unpruned, pruned, metrics["macs"], metrics["macs_unpruned"])}  # fmt: skip
+
+
+def store_step(ctx: RunContext, pruned: PruneResult) -> int:
+    """The per-task state file (rebuilds the deployed model on the shared backbone); its bytes."""
+    meta = {"task": ctx.data.task.name, "num_classes": ctx.data.task.num_classes,
+            "weights": ctx.weights, "backbone": ctx.config.model.backbone,
+            "model_kwargs": ctx.config.model.kwargs, "image_size": ctx.config.data.image_size,
+            "petl": ctx.settings.to_dict(), "seed": ctx.seed, "pruner": ctx.pruner.name,
+            "pruner_state": pruned.state}  # fmt: skip
+    return save_task_state(pruned.model, ctx.workdir / "task_state.safetensors", meta)
+
+
+def log_step(ctx: RunContext, pruned: PruneResult, metrics: dict[str, float]) -> None:
+    run = ctx.run
+    run.log_metrics(metrics)
+    if pruned.tags:
+        run.set_tags(pruned.tags)
+    run.log_dict(ctx.config.to_dict(), "config.json")
+    run.log_dict(pruned.decision or {"pruner": ctx.pruner.name}, "decision.json")
+    for path in [ctx.workdir / "task_state.safetensors", *pruned.artifacts]:
+        run.log_artifact(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# budgets the harness resolves: match-sls (this transfer's SLS k), sls-mean (the suite's)
+
+
+def resolve_budget(ctx: RunContext, budget: Budget) -> tuple[Budget, str]:
     """`match-sls` -> `keep:<k>`, SLS's k for this transfer (same task, PETL model, seed): from
     this run set, else from a FINISHED sls run in the store with the same transfer key and SLS
-    settings, else computed now (SLS on a copy, no retraining). Returns the budget and its source.
-    """
+    settings, else computed now (SLS on a copy, no retraining). `sls-mean` -> `keep:<k>`, the
+    rounded mean of SLS's k over the suite's finished runs of this PETL method and SLS settings.
+    Returns the budget and where it came from."""
+    if budget.kind == "sls-mean":
+        return sls_mean_budget(ctx)
     if budget.kind != "match-sls":
         return budget, "given"
-    source, k = "run set", known_k.get(tr.key)
+    key = ctx.transfer.key
+    source, k = "run set", ctx.known_k.get(key)
     if k is None:
-        settings = make_pruner("sls", config.pruners.get("sls")).settings()
-        source, k = "store", sls_k_from_store(tr.key, settings)
+        source, k = "store", sls_k_from_store(key, sls_settings(ctx.config))
     if k is None:
-        source, k = "computed", sls_k_computed(config, data, tr, seed, device)
-    known_k[tr.key] = k
+        source, k = "computed", sls_k_computed(ctx)
+    ctx.known_k[key] = k
     return Budget("keep", k), source
+
+
+def sls_settings(config: RunConfig) -> dict:
+    return make_pruner("sls", config.pruners.get("sls")).settings()
+
+
+def _finished_sls_runs(query: str) -> list:
+    store = client()
+    experiments = [e.experiment_id for e in store.search_experiments()]
+    query = f"tags.pruner = 'sls' and attributes.status = 'FINISHED' and {query}"
+    runs = store.search_runs(experiments, query, order_by=["attributes.start_time DESC"])
+    return [r for r in runs if "sls/k" in r.data.metrics]
+
+
+def _same_settings(run, settings: dict) -> bool:
+    return all(run.data.params.get(f"pruner.{name}") == str(v) for name, v in settings.items())
 
 
 def sls_k_from_store(key: str, settings: dict) -> int | None:
     """k of the newest FINISHED sls run on this transfer with these SLS settings, if any."""
-    store = client()
-    experiments = [e.experiment_id for e in store.search_experiments()]
-    query = (
-        f"tags.`transfer.key` = '{key}' and tags.pruner = 'sls' and attributes.status = 'FINISHED'"
-    )
-    for found in store.search_runs(experiments, query, order_by=["attributes.start_time DESC"]):
-        params = found.data.params
-        same = all(params.get(f"pruner.{name}") == str(v) for name, v in settings.items())
-        if same and "sls/k" in found.data.metrics:
+    for found in _finished_sls_runs(f"tags.`transfer.key` = '{key}'"):
+        if _same_settings(found, settings):
             return int(found.data.metrics["sls/k"])
     return None
 
 
-def sls_k_computed(
-    config: RunConfig, data: TaskData, tr: Transfer, seed: int, device: torch.device
-) -> int:
-    pruner = make_pruner("sls", config.pruners.get("sls"))
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = PruneContext(copy.deepcopy(tr.model), calibration_loader(config, data, device),
-                           data.task, Budget(pruner.fixed_budget or "auto"), seed, device, Path(tmp))  # fmt: skip
-        return int(pruner.prune(ctx).metrics["k"])
-
-
-def _transfer_metrics(tr: Transfer, run: TrackedRun) -> dict[str, float]:
-    run.log_history("transfer", tr.result.history)
-    return {"transfer/test_acc": tr.result.final_acc, "transfer/seconds": tr.result.seconds}
-
-
-def _accuracy(config, data, pruned, tr, seed, device, run, progress) -> dict[str, float]:
-    if pruned.retrain:
-        recipe = retrain_recipe(config)
-        train_loader, eval_loader = loaders(config, data, recipe, device, seed)
-        result = train(
-            pruned.model, train_loader, eval_loader, recipe, device, seed, "retrain", progress
+def sls_mean_budget(ctx: RunContext) -> tuple[Budget, str]:
+    """The rounded mean of SLS's k over the suite: the newest finished run per (task, seed) of
+    this PETL method, these SLS settings and this evaluation split."""
+    config = ctx.config
+    query = (f"tags.petl = '{ctx.settings.method}' and "
+             f"params.`data.eval_split` = '{config.data.eval_split}'")  # fmt: skip
+    settings, ks = sls_settings(config), {}
+    for found in _finished_sls_runs(query):
+        experiment = client().get_experiment(found.info.experiment_id).name
+        cell = (found.data.tags.get("task"), found.data.params.get("seed"))
+        if experiment == config.suite and _same_settings(found, settings):
+            ks.setdefault(cell, int(found.data.metrics["sls/k"]))
+    if not ks:
+        raise UserError(
+            f"{ctx.pruner.name} keeps the rounded mean of SLS's k over suite {config.suite!r}, "
+            f"which has no finished sls run with PETL {ctx.settings.method}: run sls first "
+            "(e.g. METHODS=sls," + ctx.pruner.name + ") or give BUDGET=keep:<k>"
         )
-        run.log_history("retrain", result.history)
-        return {"test/acc": result.final_acc, "test/acc_best_of_evals": result.best_acc,
-                "retrain/seconds": result.seconds}  # fmt: skip
-    if pruned.model is tr.model or _same_weights(pruned.model, tr.model):
-        return {"test/acc": tr.result.final_acc, "test/acc_best_of_evals": tr.result.best_acc}
-    _, eval_loader = loaders(config, data, config.train, device, seed)
-    acc = evaluate(pruned.model, eval_loader, device, "eval", progress)
-    return {"test/acc": acc, "test/acc_best_of_evals": acc}
+    k = int(math.floor(sum(ks.values()) / len(ks) + 0.5))
+    return Budget("keep", k), f"mean of SLS's k over {len(ks)} (task, seed) runs of the suite"
+
+
+def sls_k_computed(ctx: RunContext) -> int:
+    pruner = make_pruner("sls", ctx.config.pruners.get("sls"))
+    with tempfile.TemporaryDirectory() as tmp:
+        prune_ctx = PruneContext(copy.deepcopy(ctx.transfer.model), ctx.calibration(),
+                                 ctx.data.task, Budget.parse(pruner.fixed_budget), ctx.seed,
+                                 ctx.device, Path(tmp))  # fmt: skip
+        return int(pruner.prune(prune_ctx).metrics["k"])
 
 
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def _efficiency(
-    config: RunConfig, unpruned: nn.Module, pruned: nn.Module, device
-) -> dict[str, float]:
-    size = config.data.image_size
-    metrics: dict[str, float] = measure.compare_throughput(
-        unpruned, pruned, size, device, config.measure
-    )
-    merged_pruned, merged_unpruned = merged_copy(pruned), merged_copy(unpruned)
-    if merged_pruned is not None:
-        merged = measure.compare_throughput(
-            merged_unpruned or unpruned, merged_pruned, size, device, config.measure
-        )
-        metrics.update({_merged_name(k): v for k, v in merged.items()})
-    metrics["macs"] = measure.count_macs(pruned, size, device)
-    metrics["macs_unpruned"] = measure.count_macs(unpruned, size, device)
-    metrics.update(measure.parameter_counts(pruned))
-    metrics["params/total_unpruned"] = measure.parameter_counts(unpruned)["params/total"]
-    metrics["blocks/kept"] = len(pruned.blocks)
-    return metrics
 
 
 def _merged_name(metric: str) -> str:
@@ -426,19 +541,29 @@ def _merged_name(metric: str) -> str:
     return f"{family}_merged/{batch}"
 
 
-def run_params(config, data, settings, method, pruner_settings, budget, seed, weights) -> dict:
+def run_params(ctx: RunContext, budget: Budget) -> dict:
+    """The fully resolved config, flattened, plus what this run adds (method, budget, data)."""
+    config, data = ctx.config, ctx.data
     values = config.to_dict()
     for name in ("methods", "seeds", "pruners", "sweep"):
         values.pop(name)
     params = flatten(values)
-    params.update({f"petl.{k}": v for k, v in settings.to_dict().items()})
-    params.update({f"pruner.{k}": v for k, v in pruner_settings.items()})
-    params.update({"pruner": method, "seed": seed, "budget": str(budget), "weights": weights,
-                   "data.task": data.task.name, "data.source": data.source_name,
-                   "data.format": data.source_format, "data.task_version": data.task.version,
+    params.update({f"petl.{k}": v for k, v in ctx.settings.to_dict().items()})
+    params.update({f"pruner.{k}": v for k, v in ctx.pruner.settings().items()})
+    params.update({"pruner": ctx.spec.name, "method": str(ctx.spec), "seed": ctx.seed,
+                   "budget": str(budget), "weights": ctx.weights, "data.task": data.task.name,
+                   "data.source": data.source_name, "data.format": data.source_format,
+                   "data.task_version": data.task.version,
                    "retrain.resolved": json.dumps(asdict(retrain_recipe(config)))})  # fmt: skip
-    params.update(measure.measure_settings(resolve_device(config.device), config.measure))
+    params.update(measure.measure_settings(ctx.device, config.measure))
     return params
+
+
+def run_tags(ctx: RunContext) -> dict[str, str]:
+    return {**environment_tags(), **owner_tags(), "task": ctx.data.task.name,
+            "group": ctx.data.task.group, "petl": ctx.settings.method, "pruner": ctx.spec.name,
+            "weights": ctx.weights, "transfer.key": ctx.transfer.key,
+            "transfer.cached": str(ctx.transfer.cached)}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,43 +571,39 @@ def run_params(config, data, settings, method, pruner_settings, budget, seed, we
 
 
 def run_benchmark(config: RunConfig, progress: bool = True) -> list[Outcome]:
-    task, settings, methods = preflight(config)
+    checked = preflight(config)
+    for why in checked.left_out.values():
+        print(f"note: {why}", flush=True)
     device = resolve_device(config.device)
-    config.data.task = task.name
+    config.data.task = checked.task.name
     weights = weights_id(config)
-    data = load_data(config, task, progress)
+    data = load_data(config, checked.task, progress)
     if config.measure.threads:
         torch.set_num_threads(config.measure.threads)
     outcomes = []
     for seed in config.seeds:
         try:
-            tr = transfer(config, data, settings, seed, device, weights, progress)
+            tr = transfer(config, data, checked.settings, seed, device, weights, progress)
         except Exception as err:  # every run of this seed fails with the transfer's error
-            outcomes += [
-                record_failure(config, data, settings, m, seed, weights, err) for m in methods
-            ]
+            outcomes += [record_failure(config, data, checked.settings, str(m), seed, weights, err)
+                         for m in checked.methods]  # fmt: skip
             continue
-        known_k: dict[str, int] = {}
-        for method in methods:
-            outcome = run_method(
-                config, data, settings, tr, method, seed, device, weights, progress, known_k
-            )
+        ctx = RunContext(config, data, checked.settings, device, weights, progress, seed, tr)
+        for spec in checked.methods:
+            outcome = run_method(ctx, spec)
             if outcome.status == "FINISHED" and "sls/k" in outcome.metrics:
-                known_k[tr.key] = int(outcome.metrics["sls/k"])
+                ctx.known_k[tr.key] = int(outcome.metrics["sls/k"])
             outcomes.append(outcome)
     return outcomes
 
 
-def record_failure(config, data, settings, method, seed, weights, err: Exception) -> Outcome:
+def record_failure(config, data, settings, method: str, seed, weights, err: Exception) -> Outcome:
     """A FAILED run in the store for a (method, seed) that could not start (e.g. no transfer)."""
-    params = {
-        "pruner": method,
-        "seed": seed,
-        "data.task": data.task.name,
-        "petl.method": settings.method,
-    }
+    spec = MethodSpec.parse(method)
+    params = {"pruner": spec.name, "method": method, "seed": seed, "data.task": data.task.name,
+              "petl.method": settings.method}  # fmt: skip
     tags = {**environment_tags(), **owner_tags(), "task": data.task.name, "petl": settings.method,
-            "pruner": method, "weights": weights,
+            "pruner": spec.name, "weights": weights,
             "cell.key": cell_key(config, method, seed, weights)}  # fmt: skip
     run_name = f"{data.task.name}-{settings.method}-{method}-s{seed}"
     try:

@@ -61,6 +61,7 @@ class Plan:
     running: dict[Cell, str] = field(default_factory=dict)  # cell -> where it runs
     reclaimed: list[str] = field(default_factory=list)  # runs marked KILLED while planning
     no_data: dict[str, str] = field(default_factory=dict)  # task -> why
+    left_out: dict[str, str] = field(default_factory=dict)  # method -> why it is not run
 
     @property
     def todo(self) -> list[Cell]:
@@ -83,6 +84,7 @@ class Plan:
         lines += [f"  skip     {c} (finished: run {r})" for c, r in self.finished.items()]
         lines += [f"  running  {c} ({where})" for c, where in self.running.items()]
         lines += [f"  no data  {task}: {why}" for task, why in self.no_data.items()]
+        lines += [f"  left out {why}" for why in self.left_out.values()]
         if self.reclaimed:
             lines.append(f"  marked KILLED (their process is gone): {', '.join(self.reclaimed)}")
         return "\n".join(lines)
@@ -105,9 +107,10 @@ def plan_sweep(config: RunConfig, reclaim: bool = False) -> Plan:
     tasks = tasks_in(config.sweep.tasks)
     if not tasks:
         raise UserError("the sweep names no task; use --tasks all, a group, or a list")
-    _, _, methods = preflight(task_config(config, tasks[0].name))
+    checked = preflight(task_config(config, tasks[0].name))
+    methods = [str(m) for m in checked.methods]
     weights = weights_id(config)
-    plan = Plan(config.suite)
+    plan = Plan(config.suite, left_out=checked.left_out)
     for task in tasks:
         reason = missing_data(config, task)
         if reason:

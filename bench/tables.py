@@ -5,12 +5,17 @@
   each group's mean, the mean of the group means and the plain mean over tasks (labelled apart),
   mean ± sample std over seeds; published reference rows (results/reference/vtab1k_petl.csv,
   with their source) beside ours for the tasks both have;
-- efficiency.{md,csv,tex}: per method, means over tasks and seeds of accuracy, throughput,
-  speedup, MACs, parameters and stored per-task bytes;
+- efficiency.{md,csv,tex}: per method, means over tasks and seeds of accuracy, its change
+  against `none` and against the `retrained` control (paired by task and seed), throughput,
+  speedup, MACs, parameters, stored per-task bytes and epochs trained after the transfer (a
+  method whose count differs from the control's is flagged);
 - sls_k.{md,csv,tex}: SLS's k per task and seed;
 - accuracy_vs_throughput.png and sls_scores.png;
+- the depth curve (`bench.depth_curve`): depth_curve.{csv,png} and sls_regret.{csv,md};
 and logs them as artifacts of a `tables` run in the suite's experiment.
-Only FINISHED runs count; of repeated runs of a (task, PETL, method, budget, seed) the newest.
+Only FINISHED runs count; of repeated runs of a (task, PETL, method, budget, seed, evaluation
+split) the newest. The method tables hold runs evaluated on test; `drop_last` at an explicit
+`keep:k` is a point of the depth curve and appears there, not as a method.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ from bench.paths import PROJECT_ROOT, results_dir
 from bench.tasks import GROUPS, VTAB_TASKS
 
 REFERENCE_CSV = PROJECT_ROOT / "results" / "reference" / "vtab1k_petl.csv"
-RUN_KEYS = ["task", "petl", "method", "budget", "seed"]
+RUN_KEYS = ["task", "petl", "method", "budget", "seed", "split"]
 ROW_KEYS = ["petl", "method"]
+PAIR_KEYS = ["task", "petl", "seed"]  # runs on the same transfer
+CONTROLS = ("none", "retrained")  # the references every method's accuracy is compared with
+EPOCHS = "train/epochs_after_transfer"
 GROUP_NAMES = {"natural": "Natural", "specialized": "Specialized", "structured": "Structured"}
 EFFICIENCY_METRICS = {
     "test/acc": ("acc (%)", 100.0),
@@ -37,9 +45,11 @@ EFFICIENCY_METRICS = {
     "speedup/bs64": ("speedup bs64", 1.0),
     "macs": ("GMACs", 1e-9),
     "params/total": ("params (M)", 1e-6),
+    "params/trainable": ("trainable (K)", 1e-3),
     "params/stored": ("stored params (K)", 1e-3),
     "bytes/stored": ("stored (KB)", 1e-3),
     "blocks/kept": ("blocks kept", 1.0),
+    EPOCHS: ("epochs after transfer", 1.0),
 }
 
 
@@ -82,6 +92,7 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
             ],
             "budget": raw["params.budget"],
             "seed": raw["params.seed"].astype(int),
+            "split": _param(raw, "data.eval_split", "test"),
             "start_time": raw["start_time"],
         }
     )
@@ -90,9 +101,26 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     return runs.drop_duplicates(RUN_KEYS).drop(columns="start_time").reset_index(drop=True)
 
 
+def _param(raw: pd.DataFrame, name: str, default: str) -> pd.Series:
+    """A param column, with `default` for runs logged before it existed."""
+    column = f"params.{name}"
+    return raw[column].fillna(default) if column in raw else pd.Series(default, index=raw.index)
+
+
 def _method_label(method: str, budget: str) -> str:
-    """Methods at the default budget by name; at an explicit budget with it."""
-    return method if budget in ("match-sls", "auto", "none") else f"{method} @ {budget}"
+    """Methods at their default budget by name; at an explicit budget with it."""
+    default = ("match-sls", "sls-mean", "auto", "none")
+    return method if budget in default else f"{method} @ {budget}"
+
+
+def is_curve_point(runs: pd.DataFrame) -> pd.Series:
+    """`drop_last` at an explicit keep:k: a point of the depth curve, not a method."""
+    return runs["method"].str.startswith("drop_last @ keep:")
+
+
+def method_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """What the method tables show: runs evaluated on test, depth-curve points left out."""
+    return runs[(runs["split"] == "test") & ~is_curve_point(runs)].reset_index(drop=True)
 
 
 def task_order(tasks) -> list[str]:
@@ -201,13 +229,56 @@ def _pm(mean: float, std: float, n: float) -> str:
 
 
 def efficiency_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Means over tasks and seeds, per (PETL, method), of what MEASURE.md records."""
+    """Means over tasks and seeds, per (PETL, method), of what MEASURE.md records, with the
+    accuracy change against each control and a note where the epochs trained differ."""
     present = {m: spec for m, spec in EFFICIENCY_METRICS.items() if m in runs.columns}
     scaled = pd.DataFrame({label: runs[m] * scale for m, (label, scale) in present.items()})
     scaled[ROW_KEYS] = runs[ROW_KEYS]
     table = scaled.groupby(ROW_KEYS).mean()
     table.insert(0, "runs", runs.groupby(ROW_KEYS).size())
+    at = table.columns.get_loc("acc (%)") + 1 if "acc (%)" in table else table.shape[1]
+    for control in (c for c in CONTROLS if c in set(runs["method"])):
+        table.insert(at, f"Δ vs {control} (pts)", accuracy_delta(runs, control))
+        at += 1
+    if EPOCHS in runs.columns:
+        table["note"] = epoch_notes(runs).reindex(table.index).fillna("")
     return _sorted_rows(table)
+
+
+def accuracy_delta(runs: pd.DataFrame, control: str) -> pd.Series:
+    """Per (PETL, method): mean over tasks and seeds of test accuracy minus the control's on the
+    same transfer (task, PETL, seed), in points; pairs without a control run are left out."""
+    reference = runs[runs["method"] == control].set_index(PAIR_KEYS)["test/acc"]
+    paired = runs.join(reference.rename("reference"), on=PAIR_KEYS)
+    delta = (paired["test/acc"] - paired["reference"]) * 100.0
+    return delta.groupby([paired[k] for k in ROW_KEYS]).mean()
+
+
+def epoch_notes(runs: pd.DataFrame) -> pd.Series:
+    """Per (PETL, method): a note when a method trained a different number of epochs after the
+    transfer than the `retrained` control on the same transfer (or, with no control, than most
+    retraining methods). `none` trains none by definition."""
+    epochs = runs[list(dict.fromkeys([*PAIR_KEYS, *ROW_KEYS, EPOCHS]))].dropna(subset=[EPOCHS])
+    trained = epochs[epochs["method"] != "none"]
+    if trained.empty:
+        return pd.Series(dtype=object)
+    control = trained[trained["method"] == "retrained"].set_index(PAIR_KEYS)[EPOCHS]
+    if control.empty:
+        control = trained.groupby(PAIR_KEYS)[EPOCHS].agg(lambda e: e.mode().iloc[0])
+    paired = trained.join(control.rename("control"), on=PAIR_KEYS)
+    differs = paired[paired[EPOCHS] != paired["control"]]
+    reference = "retrained" if "retrained" in set(trained["method"]) else "most methods"
+    notes = differs.groupby([differs[k] for k in ROW_KEYS]).apply(
+        lambda g: (
+            f"trains {_epochs(g[EPOCHS])} epochs after the transfer, "
+            f"{reference} {_epochs(g['control'])}"
+        )
+    )
+    return notes
+
+
+def _epochs(values: pd.Series) -> str:
+    return "/".join(f"{v:g}" for v in sorted(values.unique()))
 
 
 def sls_k_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -293,12 +364,17 @@ def save_table(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
     flat = table.reset_index()
     csv = stem.with_suffix(".csv")
     flat.to_csv(csv, index=False)
+    md = save_markdown(table, stem.with_suffix(".md"), title)
     shown = flat.map(_readable)
-    md = stem.with_suffix(".md")
-    md.write_text(f"### {title}\n\n{shown.to_markdown(index=False, disable_numparse=True)}\n")
     tex = stem.with_suffix(".tex")
     tex.write_text(shown.to_latex(index=False, caption=title, escape=True))
     return [md, csv, tex]
+
+
+def save_markdown(table: pd.DataFrame, path: Path, title: str) -> Path:
+    shown = table.reset_index().map(_readable)
+    path.write_text(f"### {title}\n\n{shown.to_markdown(index=False, disable_numparse=True)}\n")
+    return path
 
 
 def _readable(value):
@@ -316,8 +392,8 @@ def _readable(value):
 
 
 def method_order(methods) -> list[str]:
-    """`none` (the reference) and `sls` first, then the baselines by name."""
-    first = [m for m in ("none", "sls") if m in set(methods)]
+    """The controls (`none`, `retrained`) and `sls` first, then the baselines by name."""
+    first = [m for m in (*CONTROLS, "sls") if m in set(methods)]
     return first + sorted(set(methods) - set(first))
 
 
@@ -327,11 +403,18 @@ def _sorted_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_tables(runs: pd.DataFrame, out: Path, reference: Path = REFERENCE_CSV) -> list[Path]:
+    """The method tables and plots, then the depth-curve files where the suite has a curve."""
+    from bench.depth_curve import write_curve_files
+
     if runs.empty:
         raise UserError("no FINISHED runs to tabulate")
     out.mkdir(parents=True, exist_ok=True)
+    written = write_curve_files(runs, out)
+    runs = method_runs(runs)
+    if runs.empty:
+        return written
     text, numeric = accuracy_table(runs, reference)
-    written = save_table(text, out / "accuracy", "Top-1 accuracy (%), mean ± std over seeds")
+    written += save_table(text, out / "accuracy", "Top-1 accuracy (%), mean ± std over seeds")
     numeric.reset_index().to_csv(out / "accuracy_numeric.csv", index=False)
     written.append(out / "accuracy_numeric.csv")
     written += save_table(

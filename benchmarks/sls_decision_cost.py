@@ -105,10 +105,12 @@ def demo_features() -> tuple[list[np.ndarray], np.ndarray]:
     from sls.features import block_features
 
     config = load_config("demo")
-    task, settings, _ = preflight(config)
+    checked = preflight(config)
     device = resolve_device(config.device)
-    data = load_data(config, task, progress=False)
-    trained = transfer(config, data, settings, config.seeds[0], device, weights_id(config), True)
+    data = load_data(config, checked.task, progress=False)
+    trained = transfer(
+        config, data, checked.settings, config.seeds[0], device, weights_id(config), True
+    )
     return block_features(trained.model, calibration_loader(config, data, device))
 
 

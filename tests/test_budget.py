@@ -43,16 +43,17 @@ def _run(outcome):
 
 
 def test_match_sls_takes_k_from_the_run_set_then_the_store():
-    first = run_benchmark(_sls_config(methods=["sls", "drop_last"], seeds=[11]), progress=False)
-    sls, drop_last = (_run(o) for o in first)
+    config = _sls_config(methods=["sls", "random_blocks"], seeds=[11])
+    sls, random_blocks = (_run(o) for o in run_benchmark(config, progress=False))
     k = int(sls.data.metrics["sls/k"])
-    assert drop_last.data.params["budget"] == "match-sls"
-    assert drop_last.data.params["budget.resolved"] == f"keep:{k}"
-    assert drop_last.data.params["budget.source"] == "run set"
-    assert drop_last.data.metrics["blocks/kept"] == k
-    assert drop_last.data.metrics["budget/params_target_fraction"] == pytest.approx((4 - k) / 4)
+    assert random_blocks.data.params["budget"] == "match-sls"
+    assert random_blocks.data.params["budget.resolved"] == f"keep:{k}"
+    assert random_blocks.data.params["budget.source"] == "run set"
+    assert random_blocks.data.metrics["blocks/kept"] == k
+    assert random_blocks.data.metrics["budget/params_target_fraction"] == pytest.approx((4 - k) / 4)
 
-    again = _run(run_benchmark(_sls_config(methods=["drop_last"], seeds=[11]), progress=False)[0])
+    config = _sls_config(methods=["random_blocks"], seeds=[11])
+    again = _run(run_benchmark(config, progress=False)[0])
     assert again.data.params["budget.source"] == "store"
     assert again.data.params["budget.resolved"] == f"keep:{k}"
 
@@ -67,7 +68,7 @@ def test_match_sls_computes_k_when_no_sls_run_exists_and_agrees_with_sls():
 
 def test_store_lookup_ignores_sls_runs_with_other_settings():
     run_benchmark(_sls_config(methods=["sls"], seeds=[13]), progress=False)
-    config = _sls_config(methods=["drop_last"], seeds=[13])
+    config = _sls_config(methods=["random_blocks"], seeds=[13])
     config.pruners["sls"] = {"embedding": "pca", "alpha": 0.5}
     other = _run(run_benchmark(config, progress=False)[0])
     assert other.data.params["budget.source"] == "computed"

@@ -1,0 +1,125 @@
+"""Fair comparisons: the retrained control, epochs after the transfer, no method run twice under
+another name, the uniform-depth baseline and the depth curve on a real (tiny) transfer."""
+
+import pytest
+import torch
+
+from bench import depth_curve, sweep
+from bench.errors import UserError
+from bench.pruning import MethodSpec
+from bench.run import plan_methods, run_benchmark
+from bench.tracking import client
+from tests.conftest import tiny_config
+
+EPOCHS = 2  # tiny_config's recipe
+
+
+def _config(suite, methods, seeds=(0,), **overrides):
+    config = tiny_config(suite=suite, methods=list(methods), seeds=list(seeds), **overrides)
+    config.pruners["sls"] = {"embedding": "pca"}
+    return config
+
+
+def _task_state(run_id):
+    import mlflow
+    from safetensors.torch import load_file
+
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="task_state.safetensors", tracking_uri=client().tracking_uri
+    )
+    return load_file(path)
+
+
+def _by_method(outcomes):
+    return {o.method: o for o in outcomes}
+
+
+def test_retrained_is_the_unpruned_model_with_the_pruners_training():
+    outcomes = _by_method(run_benchmark(_config("tests-fair", ["none", "retrained", "sls"]), False))
+    assert all(o.status == "FINISHED" for o in outcomes.values())
+    epochs = {m: o.metrics["train/epochs_after_transfer"] for m, o in outcomes.items()}
+    assert epochs == {"none": 0.0, "retrained": EPOCHS, "sls": EPOCHS}
+    none, retrained = outcomes["none"].metrics, outcomes["retrained"].metrics
+    assert retrained["blocks/kept"] == none["blocks/kept"] == 4
+    assert retrained["params/total"] == none["params/total"]
+    before, after = (_task_state(outcomes[m].run_id) for m in ("none", "retrained"))
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[name], after[name]) for name in before)  # it trained
+    history = client().get_metric_history(outcomes["retrained"].run_id, "retrain/loss")
+    assert len(history) == EPOCHS
+
+
+def test_a_pruners_own_training_counts_after_the_transfer():
+    config = _config("tests-fair-bb", ["block_benefit"], budget="keep:3")
+    config.pruners["block_benefit"] = {"epochs": 3}
+    (outcome,) = run_benchmark(config, False)
+    assert outcome.status == "FINISHED", outcome.error
+    assert outcome.metrics["train/epochs_after_transfer"] == 3 + EPOCHS
+
+
+def test_drop_last_at_sls_k_is_not_trained_a_second_time(capsys):
+    outcomes = run_benchmark(_config("tests-fair-twin", ["sls", "drop_last"], seeds=[3]), False)
+    assert [o.method for o in outcomes] == ["sls"]
+    assert "drop_last at match-sls builds sls's model" in capsys.readouterr().out
+    methods, left_out = plan_methods(_config("x", ["drop_last"], budget="keep:2"))
+    assert [str(m) for m in methods] == ["drop_last"] and not left_out
+
+
+def test_a_curve_point_at_sls_k_is_the_sls_model_and_the_curve_resumes():
+    config = _config("tests-curve", [], seeds=[5])
+    config.sweep.tasks = "digits"
+    first = depth_curve.curve_config(config, [1, 2], tune=False)
+    sweep.execute(first, sweep.plan_sweep(first), progress=False)
+    full = depth_curve.curve_config(config, [1, 2, 3, 4], tune=False)
+    plan = sweep.plan_sweep(full)
+    assert sorted(c.method for c in plan.todo) == ["drop_last@keep:3", "drop_last@keep:4"]
+    outcomes = sweep.execute(full, plan, progress=False)
+    assert all(o.status == "FINISHED" for o in outcomes)
+    assert sweep.plan_sweep(full).todo == []
+    runs = client().search_runs([client().get_experiment_by_name("tests-curve").experiment_id])
+    acc = {r.data.params["method"]: r.data.metrics["test/acc"] for r in runs}
+    k = int(next(r for r in runs if r.data.params["pruner"] == "sls").data.metrics["sls/k"])
+    assert acc[f"drop_last@keep:{k}"] == acc["sls"]
+    assert len({acc[f"drop_last@keep:{d}"] for d in range(1, 5)}) > 1  # depth matters
+
+
+def test_tune_mode_trains_on_train800_and_evaluates_on_val200():
+    config = depth_curve.curve_config(_config("tests-tune", []), [2], tune=True)
+    assert config.methods == ["drop_last@keep:2"]
+    assert (config.data.train_split, config.data.eval_split) == ("train800", "val200")
+    (outcome,) = run_benchmark(config, False)
+    params = client().get_run(outcome.run_id).data.params
+    assert (params["data.train_split"], params["data.eval_split"]) == ("train800", "val200")
+
+
+def test_fixed_depth_keeps_the_rounded_mean_of_the_suites_sls_k():
+    suite = "tests-fixed"
+    sls = run_benchmark(_config(suite, ["sls"], seeds=[1, 2]), False)
+    ks = [int(o.metrics["sls/k"]) for o in sls]
+    (fixed,) = run_benchmark(_config(suite, ["fixed_depth"], seeds=[9]), False)
+    assert fixed.status == "FINISHED", fixed.error
+    params = client().get_run(fixed.run_id).data.params
+    expected = int(sum(ks) / len(ks) + 0.5)
+    assert params["budget"] == "sls-mean"
+    assert params["budget.resolved"] == f"keep:{expected}"
+    assert fixed.metrics["blocks/kept"] == expected
+
+
+def test_fixed_depth_without_sls_runs_says_what_to_do():
+    (fixed,) = run_benchmark(_config("tests-fixed-empty", ["fixed_depth"]), False)
+    assert fixed.status == "FAILED" and "run sls first" in fixed.error
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("sls@keep:3", "chooses its own budget"), ("drop_last@", "say a budget"),
+     ("drop_last@keep:x", "unknown budget"), ("retrained@params:0.5", "chooses its own")],
+)  # fmt: skip
+def test_bad_method_budgets_are_refused_before_training(text, message):
+    with pytest.raises(UserError, match=message):
+        plan_methods(_config("x", [text]))
+
+
+def test_method_specs_round_trip():
+    spec = MethodSpec.parse("Drop_Last@KEEP:6")
+    assert (spec.name, spec.budget, str(spec)) == ("drop_last", "keep:6", "drop_last@keep:6")
