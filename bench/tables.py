@@ -268,13 +268,12 @@ def epoch_notes(runs: pd.DataFrame) -> pd.Series:
     paired = trained.join(control.rename("control"), on=PAIR_KEYS)
     differs = paired[paired[EPOCHS] != paired["control"]]
     reference = "retrained" if "retrained" in set(trained["method"]) else "most methods"
-    notes = differs.groupby([differs[k] for k in ROW_KEYS]).apply(
-        lambda g: (
-            f"trains {_epochs(g[EPOCHS])} epochs after the transfer, "
-            f"{reference} {_epochs(g['control'])}"
-        )
-    )
-    return notes
+    notes = {
+        key: f"trains {_epochs(group[EPOCHS])} epochs after the transfer, "
+        f"{reference} {_epochs(group['control'])}"
+        for key, group in differs.groupby(ROW_KEYS)
+    }
+    return pd.Series(notes, dtype=object)
 
 
 def _epochs(values: pd.Series) -> str:
