@@ -340,6 +340,9 @@ def build_tables(runs: pd.DataFrame, out: Path, reference: Path = REFERENCE_CSV)
     k = sls_k_table(runs)
     if not k.empty:
         written += save_table(k, out / "sls_k", "SLS's depth k per task")
+    from bench.tables_criteria import write_criteria_table  # it imports this module
+
+    written += write_criteria_table(runs, out)
     for plot in (plot_accuracy_vs_throughput, plot_sls_scores):
         path = plot(runs, out / f"{plot.__name__.removeprefix('plot_')}.png")
         if path:
