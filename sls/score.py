@@ -140,7 +140,8 @@ def oriented_score(value: float, metric: str) -> float:
     The scan's scores, and so `sls/score/block_NN` and `decision.json`, hold 1 / DB (`score_name`
     says so). This orientation is this suite's choice; the SLS authors only report looking at the
     metric. Accuracies are in [0, 1] and above zero whenever anything is right, so the rule's
-    ratio threshold applies to them unchanged.
+    ratio threshold applies to them unchanged; but they start at chance (1 / classes), not near
+    zero, so the same alpha keeps far fewer blocks than with the silhouette.
     """
     _check(metric)
     if HIGHER_IS_BETTER[metric]:
