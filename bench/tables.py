@@ -402,8 +402,10 @@ def _sorted_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_tables(runs: pd.DataFrame, out: Path, reference: Path = REFERENCE_CSV) -> list[Path]:
-    """The method tables and plots, then the depth-curve files where the suite has a curve."""
-    from bench.depth_curve import write_curve_files
+    """The method tables and plots, the criteria table, and the depth-curve files where the
+    suite has a curve."""
+    from bench.depth_curve import write_curve_files  # these two import this module
+    from bench.tables_criteria import write_criteria_table
 
     if runs.empty:
         raise UserError("no FINISHED runs to tabulate")
@@ -422,6 +424,7 @@ def build_tables(runs: pd.DataFrame, out: Path, reference: Path = REFERENCE_CSV)
     k = sls_k_table(runs)
     if not k.empty:
         written += save_table(k, out / "sls_k", "SLS's depth k per task")
+    written += write_criteria_table(runs, out)
     for plot in (plot_accuracy_vs_throughput, plot_sls_scores):
         path = plot(runs, out / f"{plot.__name__.removeprefix('plot_')}.png")
         if path:

@@ -11,7 +11,7 @@ from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 from sls.embed import embed
 from sls.features import block_features
 from sls.plot import plot_scores
-from sls.score import oriented_score, score
+from sls.score import LABEL_METRICS, describe, oriented_score, score, score_name
 from sls.select import decide_depth
 
 
@@ -22,6 +22,14 @@ class SLS(Pruner):
 
     Keeps the first k blocks, where k is found by scanning the per-block silhouette of a t-SNE
     embedding of CLS features on train800val200 from the top block down (spec: SLS.md).
+
+    `metric` swaps the score and nothing else (the threshold rule is the same). `probe` and `knn`
+    (`sls.score.LABEL_METRICS`) are held-out accuracies on the block's features: they use no
+    embedding (`embedding` is ignored) and are scored on labels the classifier was not fitted
+    on, unlike the silhouette, which is computed on the points the embedding was fitted to. They
+    score every block (as `full_curve` does: the decision is the lazy scan's, and a probe costs
+    seconds where t-SNE costs minutes) and log the curve as `sls/<metric>/block_NN` too, the
+    reference curve of the criteria table (`bench.tables_criteria`).
     """
 
     name = "sls"
@@ -30,7 +38,7 @@ class SLS(Pruner):
     alpha: float = 0.3  # threshold = alpha * SC_N below the top block
     min_blocks: int = 1  # floor on k
     embedding: str = "tsne"  # tsne (scikit-learn) | opentsne | pca | none
-    metric: str = "silhouette"  # silhouette | calinski_harabasz | davies_bouldin
+    metric: str = "silhouette"  # silhouette, calinski_harabasz, davies_bouldin (1/DB), probe, knn
     feature: str = "cls"  # cls | mean (of patch tokens)
     embed_seed: int = 0  # t-SNE random_state (the authors: 0)
     full_curve: bool = False  # embed every block (for plots) instead of the lazy scan
@@ -39,19 +47,22 @@ class SLS(Pruner):
         start = time.perf_counter()
         features, labels = block_features(ctx.model, ctx.calibration, self.feature)
 
-        def block_score(block: int) -> float:
-            embedding = embed(features[block - 1], self.embedding, seed=self.embed_seed)
-            return oriented_score(score(embedding, labels, self.metric), self.metric)
+        on_features = self.metric in LABEL_METRICS
 
-        decision = decide_depth(
-            block_score, len(features), self.alpha, self.min_blocks, lazy=not self.full_curve
-        )
+        def block_score(block: int) -> float:
+            points = features[block - 1]
+            if not on_features:
+                points = embed(points, self.embedding, seed=self.embed_seed)
+            return oriented_score(score(points, labels, self.metric), self.metric)
+
+        lazy = not (self.full_curve or on_features)
+        decision = decide_depth(block_score, len(features), self.alpha, self.min_blocks, lazy=lazy)
         seconds = time.perf_counter() - start
         model = keep_first(ctx.model, decision.k)
         plot = ctx.artifact_dir / "sls_scores.png"
         plot_scores(decision, plot)
-        record = {**decision.to_dict(), "settings": self.settings(), "seconds": seconds,
-                  "versions": _versions()}  # fmt: skip
+        record = {**decision.to_dict(), **self.score_record(), "settings": self.settings(),
+                  "seconds": seconds, "versions": _versions()}  # fmt: skip
         metrics = {
             "k": decision.k,
             "decision_seconds": seconds,
@@ -60,7 +71,17 @@ class SLS(Pruner):
         if decision.threshold is not None:
             metrics["threshold"] = decision.threshold
         metrics.update({f"score/block_{b:02d}": v for b, v in decision.scores.items()})
+        if on_features:
+            metrics.update({f"{self.metric}/block_{b:02d}": v for b, v in decision.scores.items()})
         return PruneResult(model, {"k": decision.k}, record, metrics, [plot], retrain=True)
+
+    def score_record(self) -> dict[str, str]:
+        """What the scores in the record are (e.g. `1/davies_bouldin`) and what they were
+        computed on."""
+        on_features = self.metric in LABEL_METRICS
+        points = "block features (no embedding)" if on_features else f"{self.embedding} embedding"
+        return {"score_name": score_name(self.metric), "score_description": describe(self.metric),
+                "scored_on": f"{points} of the {self.feature} token"}  # fmt: skip
 
     @classmethod
     def restore(cls, model, state):

@@ -5,8 +5,12 @@ keep k = l while SC_l >= T and stop at the *first* failure (not "the smallest l 
 Scores must be higher-is-better (see `sls.score.oriented_score`).
 
 Decisions on cases the paper leaves open:
-- SC_N <= 0: the threshold would be meaningless (the authors' code crashes), so all N blocks are
-  kept; reason "sc_n_nonpositive", threshold None.
+- SC_N <= 0: all N blocks are kept; reason "sc_n_nonpositive", threshold None. This is the
+  project's choice, and for SC_N = 0 it differs from the authors' code. There, SC_N < 0 fails
+  the first test (T = 0 at l = N), no index is written and the code crashes later. SC_N = 0
+  exactly passes it (0 >= 0), and the scan goes on with T = alpha * 0 = 0, keeping blocks down
+  to the first negative score. A zero top score means no separability that a ratio threshold
+  could scale, so this suite treats 0 like a negative score rather than scanning on with T = 0.
 - The result never goes below `min_blocks` (1 <= min_blocks <= N); when the floor raises k the
   reason is "floor" and `floor_hit` is True.
 - Otherwise the reason is "threshold" (the scan stopped at a failing block) or "all_pass" (every

@@ -12,7 +12,9 @@ from bench.run import run_benchmark
 from bench.state import rebuild, save_task_state
 from bench.tasks import get_task
 from bench.tracking import client
+from sls import embed, score, select_depth
 from sls.features import block_features
+from sls.score import heldout_accuracy
 from tests.conftest import tiny_config, tiny_vit
 
 
@@ -105,3 +107,29 @@ def test_offline_run_logs_the_sls_decision():
     assert {"sls_scores.png", "decision.json", "task_state.safetensors"} <= artifacts
     if k < 4:
         assert run.data.metrics["params/total"] < run.data.metrics["params/total_unpruned"]
+
+
+# knn at alpha 0.9 fails at block 3 (0.21 < 0.9 * 0.29): the lazy scan would stop there
+@pytest.mark.parametrize(("metric", "alpha", "k"), [("probe", 0.3, 1), ("knn", 0.9, 4)])
+def test_label_metrics_score_every_block_on_its_features_with_the_same_rule(
+    sls_context, metric, alpha, k
+):
+    result = make_pruner("sls", {"metric": metric, "alpha": alpha}).prune(sls_context())
+    features, labels = block_features(_petl_model(), _loader())
+    expected = {b: heldout_accuracy(f, labels, metric) for b, f in enumerate(features, 1)}
+    assert result.decision["scores"] == {str(b): v for b, v in expected.items()}
+    assert select_depth(list(expected.values()), alpha=alpha) == result.state["k"] == k
+    assert result.metrics[f"{metric}/block_01"] == result.metrics["score/block_01"] == expected[1]
+    assert result.decision["score_name"] == metric
+    assert result.decision["scored_on"] == "block features (no embedding) of the cls token"
+
+
+def test_davies_bouldin_is_recorded_as_its_inverse(sls_context):
+    result = make_pruner("sls", {"metric": "davies_bouldin", "embedding": "pca"}).prune(
+        sls_context()
+    )
+    features, labels = block_features(_petl_model(), _loader())
+    top = 1.0 / score(embed(features[-1], "pca"), labels, "davies_bouldin")
+    assert result.decision["scores"]["4"] == pytest.approx(top)
+    assert result.decision["score_name"] == "1/davies_bouldin"
+    assert "1 / Davies-Bouldin" in result.decision["score_description"]

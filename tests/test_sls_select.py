@@ -11,7 +11,7 @@ from sklearn.datasets import make_blobs
 from bench.errors import UserError
 from sls import DepthDecision, decide_depth, embed, score, select_depth
 from sls.plot import plot_scores
-from sls.score import HIGHER_IS_BETTER, oriented_score
+from sls.score import HIGHER_IS_BETTER, describe, holdout_split, oriented_score, score_name
 
 
 def _counting(scores):
@@ -186,3 +186,53 @@ def test_constant_axis_does_not_divide_by_zero():
 def test_tsne_needs_more_samples_than_perplexity():
     with pytest.raises(UserError, match="more than 30 samples"):
         embed(np.zeros((30, 4), dtype=np.float32), "tsne")
+
+
+# --- held-out accuracies (probe, knn) ------------------------------------------------------------
+
+
+def test_holdout_split_is_a_seeded_stratified_fifth():
+    labels = np.repeat(np.arange(10), [190, 150, 130, 110, 100, 90, 80, 70, 50, 30])  # 1000
+    fit, held = holdout_split(labels)
+    assert (len(fit), len(held)) == (800, 200)
+    assert sorted([*fit, *held]) == list(range(1000))
+    for c, n in enumerate([190, 150, 130, 110, 100, 90, 80, 70, 50, 30]):
+        assert (labels[held] == c).sum() == n // 5  # these class sizes are multiples of 5
+    again_fit, again_held = holdout_split(labels)
+    assert again_held.tolist() == held.tolist()
+    assert holdout_split(labels, seed=1)[1].tolist() != held.tolist()
+    many = np.arange(1000) % 397  # sun397: 397 classes in 1000 images still splits 800 / 200
+    assert [len(part) for part in holdout_split(many)] == [800, 200]
+
+
+@pytest.mark.parametrize("metric", ["probe", "knn"])
+def test_heldout_accuracy_reproduces_scikit_learn_on_fixed_features(metric):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = make_blobs(n_samples=300, centers=4, n_features=8, cluster_std=4.0, random_state=0)
+    fit, held = holdout_split(y)
+    classifier = (
+        LogisticRegression(max_iter=1000) if metric == "probe" else KNeighborsClassifier(10)
+    )
+    direct = make_pipeline(StandardScaler(), classifier).fit(x[fit], y[fit])
+    expected = float(direct.score(x[held], y[held]))
+    assert 0.4 < expected < 1.0  # overlapping blobs: a number that tells the two apart
+    assert score(x, y, metric) == expected
+    assert oriented_score(score(x, y, metric), metric) == expected
+
+
+def test_probe_is_perfect_on_separated_classes_and_near_chance_on_shuffled_labels():
+    x, y = make_blobs(n_samples=500, centers=5, n_features=16, cluster_std=0.5, random_state=0)
+    assert score(x, y, "probe") == 1.0 and score(x, y, "knn") == 1.0
+    shuffled = np.random.default_rng(0).permutation(y)
+    assert score(x, shuffled, "probe") < 0.4  # chance is 0.2
+
+
+def test_score_names_say_davies_bouldin_is_inverted():
+    assert score_name("davies_bouldin") == "1/davies_bouldin"
+    assert "1 / Davies-Bouldin" in describe("davies_bouldin")
+    assert score_name("silhouette") == "silhouette" and score_name("probe") == "probe"
+    assert "held-out" in describe("probe") and "held-out" in describe("knn")

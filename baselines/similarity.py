@@ -1,0 +1,289 @@
+"""Layer-wise criteria from representation similarity: the ones SLS argues against (issue #16).
+
+The SLS paper's claim is that mainstream layer-wise pruning criteria, which ask how little a
+block changes the representation, do not suit PETL models, whose frozen blocks carry little task
+information; the separability of each block's features (SLS) does. Two such criteria:
+
+- `angular`: Gromov et al. 2024, "The Unreasonable Ineffectiveness of the Deeper Layers";
+- `cka`: Pons et al. 2024, "Effective Layer Pruning Through Similarity Metric Perspective".
+
+Both choose *which* blocks to remove at the run's budget (by default SLS's k, so N - k blocks go)
+and store only the kept-block indices + PETL + head, like every `LayerwisePruner`. Besides the
+base class's record they log:
+- `score/block_NN` (1-based): a per-block curve, oriented like `block_influence`'s, higher = the
+  criterion values the block more, which the criteria table rank-correlates with the per-block
+  linear-probe accuracy (`bench.tables_criteria`);
+- `removed/block_NN`: 1 for a removed block, 0 for a kept one, so the table can say which blocks
+  went without reading `decision.json`.
+Both are computed once on the calibration images (train800val200, never test) in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.layerwise import LayerwisePruner
+from bench.errors import UserError
+from bench.pruning import PRUNERS, PruneContext, PruneResult
+
+TOKENS = ("cls", "all")
+ALL_TOKEN_CHUNK = 16  # images per forward when every token's state is kept (ViT-B: ~250 MB)
+
+
+class RecordsRemoved(LayerwisePruner):
+    """A LayerwisePruner that also logs `removed/block_NN` (1 = removed) for the criteria table."""
+
+    def prune(self, ctx: PruneContext) -> PruneResult:
+        result = super().prune(ctx)
+        dropped = set(result.decision["dropped"])
+        total = len(dropped) + len(result.decision["kept"])
+        result.metrics.update(
+            {f"removed/block_{i + 1:02d}": float(i in dropped) for i in range(total)}
+        )
+        return result
+
+
+# ---------------------------------------------------------------------------------------------
+# angular distance (Gromov et al. 2024)
+
+
+@PRUNERS.register("angular")
+@dataclass
+class Angular(RecordsRemoved):
+    """Gromov et al. 2024, "The Unreasonable Ineffectiveness of the Deeper Layers": remove the
+    contiguous run of n = N - k blocks whose input and output are closest in angle.
+
+    x^l is the input of block l (x^N the output of the last block, before the final norm). The
+    distance d(x^l, x^{l+n}) = arccos(cos(x^l, x^{l+n})) / pi is averaged over the calibration
+    images; the run l*, ..., l* + n - 1 with the smallest d goes (ties: the earliest run). The
+    paper measures at the last token of an LLM; a ViT's counterpart is the CLS token
+    (`tokens="cls"`, the default); `tokens="all"` averages the distance over every token. The
+    paper's "healing" fine-tune is the suite's common retraining of PETL + head.
+
+    Per-block curve (`score/block_NN`): d(x^{l-1}, x^l), the angle across block l alone (n = 1),
+    whatever n the budget gives, so that the curve means the same at every budget.
+    """
+
+    name = "angular"
+
+    tokens: str = "cls"  # cls | all (mean over every token of the per-token distance)
+    max_images: int | None = None  # None: every calibration image (train800val200)
+
+    def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
+        if self.tokens not in TOKENS:
+            raise UserError(f"angular: unknown tokens {self.tokens!r}; valid: {', '.join(TOKENS)}")
+        num_blocks = len(ctx.model.blocks)
+        distances = angular_distances(ctx.model, ctx.calibration, self.tokens, self.max_images)
+        n = num_blocks - k
+        run = run_distances(distances, n)
+        start = least_distance_run(distances, n)
+        removed = set(range(start, start + n)) if n else set()
+        record = {
+            "n": n,
+            "start": start if n else None,  # 0-based, like `kept` and `dropped`
+            "run_distances": run,  # d(x^l, x^{l+n}) for every start l = 0..N-n
+            "distances": distances.tolist(),  # (N+1) x (N+1): d(x^i, x^j)
+            "scores": single_block_distances(distances),
+        }
+        return [i for i in range(num_blocks) if i not in removed], record
+
+
+def run_distances(distances: np.ndarray, n: int) -> list[float]:
+    """d(x^l, x^{l+n}) for l = 0..N-n: the distance across each run of n blocks."""
+    num_blocks = distances.shape[0] - 1
+    return [float(distances[start, start + n]) for start in range(num_blocks - n + 1)]
+
+
+def least_distance_run(distances: np.ndarray, n: int) -> int:
+    """The start l* (0-based) of the n-block run with the smallest d(x^l, x^{l+n}); the earliest
+    on ties. n = 0 removes nothing (returns 0)."""
+    if not 0 <= n < distances.shape[0]:
+        raise ValueError(f"a run of {n} blocks does not fit in {distances.shape[0] - 1} blocks")
+    return int(np.argmin(run_distances(distances, n))) if n else 0
+
+
+def single_block_distances(distances: np.ndarray) -> list[float]:
+    """d(x^{l-1}, x^l) for blocks l = 1..N: the angle across each block alone."""
+    return run_distances(distances, 1)
+
+
+@torch.no_grad()
+def angular_distances(
+    model: nn.Module, loader, tokens: str = "cls", max_images: int | None = None
+) -> np.ndarray:
+    """(N+1) x (N+1) matrix of d(x^i, x^j) = arccos(cos(x^i, x^j)) / pi, averaged over images
+    (and over tokens for `tokens="all"`), where x^i is the input of block i and x^N the output of
+    the last block."""
+    num_blocks = len(model.blocks)
+    totals = torch.zeros(num_blocks + 1, num_blocks + 1, dtype=torch.float64)
+    count = 0
+    with _residual_states(model, tokens) as states, _eval_mode(model):
+        for images in _images(loader, max_images):
+            chunk = ALL_TOKEN_CHUNK if tokens == "all" else len(images)
+            for part in images.split(chunk):
+                states.clear()
+                model(part)
+                unit = torch.stack(states)  # (N+1, B, D) or (N+1, B, T, D), unit vectors
+                cos = torch.einsum("ib...d,jb...d->ijb...", unit, unit).clamp(-1.0, 1.0)
+                angle = torch.arccos(cos) / torch.pi
+                per_image = angle.mean(dim=3) if tokens == "all" else angle  # (N+1, N+1, B)
+                totals += per_image.sum(dim=2).cpu()
+                count += len(part)
+    if count == 0:
+        raise ValueError("angular needs calibration images; the loader gave none")
+    return (totals / count).numpy()
+
+
+@contextmanager
+def _residual_states(model: nn.Module, tokens: str) -> Iterator[list[torch.Tensor]]:
+    """Hooks that append x^0 (block 0's input) and x^1..x^N (each block's output), normalised
+    along the width, to the yielded list at every forward."""
+    states: list[torch.Tensor] = []
+
+    def keep(x: torch.Tensor) -> None:
+        picked = x[:, 0] if tokens == "cls" else x
+        states.append(F.normalize(picked.double(), dim=-1))
+
+    handles = [model.blocks[0].register_forward_pre_hook(lambda module, args: keep(args[0]))]
+    handles += [
+        block.register_forward_hook(lambda module, args, output: keep(output))
+        for block in model.blocks
+    ]
+    try:
+        yield states
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# ---------------------------------------------------------------------------------------------
+# linear CKA (Pons et al. 2024)
+
+
+@PRUNERS.register("cka")
+@dataclass
+class CKA(RecordsRemoved):
+    """Layer pruning by representation similarity, after Pons et al. 2024, "Effective Layer
+    Pruning Through Similarity Metric Perspective": remove, one at a time, the block whose
+    removal keeps the linear CKA between the pruned and the unpruned model's final CLS features
+    highest, until k blocks are left.
+
+    Features are the pre-logits output (the CLS token after the final norm: what the head sees)
+    on the calibration images; each candidate is evaluated by running the model without the
+    block, no retraining between removals (the suite's common retraining follows). A
+    reconstruction of the procedure as issue #16 states it, not the authors' code: their
+    networks, feature layer and fine-tuning schedule differ. Ties go to the earliest block.
+
+    Per-block curve (`score/block_NN`): 1 - CKA(model without block l alone, unpruned model),
+    the similarity lost by removing block l from the full model (the greedy's first step).
+    """
+
+    name = "cka"
+
+    max_images: int | None = None  # None: every calibration image (train800val200)
+
+    def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
+        kept, steps, single = greedy_cka_removal(ctx.model, ctx.calibration, k, self.max_images)
+        record = {
+            "steps": steps,  # per removal: the block (0-based), its CKA, every candidate's CKA
+            "cka_without_block": single,  # CKA with block l alone removed, l = 0..N-1
+            "scores": [1.0 - value for value in single],
+        }
+        return kept, record
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA (Kornblith et al. 2019) of two (n, d) feature matrices over the same n inputs:
+    ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F), columns centred. 0 if either is constant."""
+    xc = np.asarray(x, dtype=np.float64) - np.mean(x, axis=0)
+    yc = np.asarray(y, dtype=np.float64) - np.mean(y, axis=0)
+    denominator = np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc)
+    if denominator == 0:
+        return 0.0
+    return float(np.linalg.norm(yc.T @ xc) ** 2 / denominator)
+
+
+def greedy_cka_removal(
+    model: nn.Module, loader, k: int, max_images: int | None = None
+) -> tuple[list[int], list[dict[str, Any]], list[float]]:
+    """(kept blocks, the removal steps, CKA with each single block removed from the full model)."""
+    num_blocks = len(model.blocks)
+    reference = final_features(model, loader, range(num_blocks), max_images)
+
+    def cka_without(kept: Sequence[int], block: int) -> float:
+        rest = [i for i in kept if i != block]
+        return linear_cka(final_features(model, loader, rest, max_images), reference)
+
+    everything = list(range(num_blocks))
+    single = [cka_without(everything, block) for block in everything]
+    kept, steps = everything, []
+    while len(kept) > k:
+        if len(kept) == num_blocks:
+            candidates = dict(enumerate(single))
+        else:
+            candidates = {block: cka_without(kept, block) for block in kept}
+        removed = max(kept, key=lambda block: (candidates[block], -block))
+        kept = [i for i in kept if i != removed]
+        steps.append({"removed": removed, "cka": candidates[removed],
+                      "candidates": {str(b): v for b, v in candidates.items()}})  # fmt: skip
+    return kept, steps, single
+
+
+@torch.no_grad()
+def final_features(
+    model: nn.Module, loader, blocks: Sequence[int], max_images: int | None = None
+) -> np.ndarray:
+    """(n, D) pre-logits features of `model` run with only `blocks` (in order)."""
+    outputs = []
+    with _only_blocks(model, blocks), _eval_mode(model):
+        for images in _images(loader, max_images):
+            tokens = model.forward_features(images)
+            outputs.append(model.forward_head(tokens, pre_logits=True).double().cpu())
+    if not outputs:
+        raise ValueError("cka needs calibration images; the loader gave none")
+    return torch.cat(outputs).numpy()
+
+
+@contextmanager
+def _only_blocks(model: nn.Module, blocks: Sequence[int]) -> Iterator[nn.Module]:
+    """`model` with `model.blocks` swapped for the listed blocks (no copy), restored after."""
+    original = model.blocks
+    model.blocks = nn.Sequential(*[original[i] for i in blocks])
+    try:
+        yield model
+    finally:
+        model.blocks = original
+
+
+# ---------------------------------------------------------------------------------------------
+# shared
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _images(loader, max_images: int | None) -> Iterator[torch.Tensor]:
+    """The calibration images batch by batch, at most `max_images` in all."""
+    count = 0
+    for images, _ in loader:
+        if max_images is not None:
+            images = images[: max(0, max_images - count)]
+        if len(images) == 0:
+            return
+        count += len(images)
+        yield images
