@@ -210,6 +210,9 @@ def _plot_task(ax, points: pd.DataFrame, sls: pd.DataFrame) -> None:
             mean, std = curve.mean(), curve.std(ddof=1).fillna(0.0)
             ax.errorbar(mean.index, mean, yerr=std, linestyle=style, marker=".", capsize=2,
                         label=f"accuracy ({split})")  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("blocks kept (k)", fontsize=8)
     ax.set_ylabel("accuracy (%)", fontsize=8)
     test = points[points["split"] == "test"]
