@@ -180,3 +180,18 @@ def test_a_backbone_it_cannot_fold_into_is_refused_clearly():
         attach_petl(model, resolve_settings("repadapter", "digits"))
     with pytest.raises(UserError, match="2 groups"):
         attach_petl(tiny_vit(), resolve_settings("repadapter", "digits", dim=5))
+
+
+def test_pear_and_block_benefit_see_both_adapters_of_every_block():
+    from baselines.block_benefit import forward_points, install_gates
+    from baselines.pear import adapter_paths
+
+    model = _train_a_few_steps(_repadapter_model())
+    roles = ("attn_adapter", "mlp_adapter")
+    assert adapter_paths(model) == [f"blocks.{i}.{r}" for i in range(4) for r in roles]
+    install_gates(model)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        logits, points = forward_points(model, x)  # split at the branch boundaries
+        assert len(points) == 2 * 4 + 1
+        assert torch.allclose(logits, model(x), rtol=0, atol=1e-6)

@@ -187,7 +187,7 @@ class RepAdapter(PetlModule):
         if not isinstance(linear, nn.Linear) or isinstance(linear, PetlModule):
             raise TypeError(
                 f"repadapter folds into a plain nn.Linear, not {type(linear).__name__}; merge "
-                "that layer first (merged_copy merges inside out)"
+                "that layer first (RepAdapterBlock.merged does)"
             )
         w = linear.weight.double()
         down = self.down.weight.squeeze(-1).double()  # (r, D)
@@ -449,12 +449,11 @@ def task_parameter_names(model: nn.Module) -> list[str]:
 def merged_copy(model: nn.Module) -> nn.Module | None:
     """A copy with every mergeable module (a PETL module or adapter block with a `merged()`
     method: LoRA, SPLoRA, a RepAdapter block) replaced by its merged layer (as deployed), or None
-    if the model has none. Merged inside out, so a RepAdapter block folds into a qkv that SPLoRA
-    has already merged. Merging changes speed, not eval-mode outputs."""
+    if the model has none. Merging changes speed, not eval-mode outputs."""
     if not any(_mergeable(m) for m in model.modules()):
         return None
     merged = copy.deepcopy(model)
-    for module in reversed(list(merged.modules())):  # every child before its parent
+    for module in list(merged.modules()):
         for name, child in module.named_children():
             if _mergeable(child):
                 setattr(module, name, child.merged())
