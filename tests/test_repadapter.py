@@ -195,3 +195,17 @@ def test_pear_and_block_benefit_see_both_adapters_of_every_block():
         logits, points = forward_points(model, x)  # split at the branch boundaries
         assert len(points) == 2 * 4 + 1
         assert torch.allclose(logits, model(x), rtol=0, atol=1e-6)
+
+
+def test_merged_backbone_bytes_are_those_of_a_whole_backbone_per_task(tmp_path):
+    from bench.measure import backbone_bytes
+
+    model = _train_a_few_steps(_repadapter_model())
+    merged = merged_copy(model)
+    size = backbone_bytes(merged)
+    backbone = tiny_vit()
+    numel = sum(p.numel() for n, p in backbone.named_parameters() if not n.startswith("head."))
+    assert size == backbone_bytes(backbone)  # same tensors, same shapes: the backbone's size
+    assert 4 * numel < size < 4 * numel + 16_384  # float32 tensors + the safetensors header
+    stored = save_task_state(model, tmp_path / "s.safetensors", {"pruner": "none"})
+    assert stored < size / 5
