@@ -412,6 +412,7 @@ def _efficiency(
             merged_unpruned or unpruned, merged_pruned, size, device, config.measure
         )
         metrics.update({_merged_name(k): v for k, v in merged.items()})
+        metrics["bytes/merged_backbone"] = measure.backbone_bytes(merged_pruned)
     metrics["macs"] = measure.count_macs(pruned, size, device)
     metrics["macs_unpruned"] = measure.count_macs(unpruned, size, device)
     metrics.update(measure.parameter_counts(pruned))
