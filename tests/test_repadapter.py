@@ -173,6 +173,15 @@ def test_scale_table_covers_all_19_vtab_tasks():
     assert resolve_settings("repadapter", "svhn", scale=2.0).scale == 2.0
 
 
+def test_paper_preset_with_repadapter_takes_the_per_task_scale():
+    from bench.config import load_config
+
+    petl = load_config("paper", {"petl.method": "repadapter"}).petl
+    for task, scale in (("svhn", 10.0), ("oxford_flowers102", 0.5), ("cifar", 0.1)):
+        settings = resolve_settings(petl.method, task, petl.dim, petl.scale, petl.xavier_init)
+        assert (settings.method, settings.dim, settings.scale) == ("repadapter", 8, scale)
+
+
 def test_a_backbone_it_cannot_fold_into_is_refused_clearly():
     model = tiny_vit()
     model.blocks[1].mlp.fc1 = nn.Sequential(nn.Linear(32, 128))
