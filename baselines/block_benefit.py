@@ -44,7 +44,7 @@ from torch import nn
 from baselines.width import check_supported, slice_head_dims, slice_mlp_hidden, timm_block
 from bench.budget import backbone_block_params, param_fraction
 from bench.errors import UserError
-from bench.models.petl import ParallelBranchBlock, freeze_backbone
+from bench.models.petl import AdapterBlock, freeze_backbone
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 
 DEPLOYED = "kept channel indices into the shared backbone (branches at 0 skipped)"
@@ -95,9 +95,10 @@ def install_gates(model: nn.Module) -> None:
     """Turn each block's timm Attention and Mlp into the gated subclasses (same parameters)."""
     check_supported(model)
     for block in model.blocks:
-        if not isinstance(block, ParallelBranchBlock):
+        if not isinstance(block, AdapterBlock):  # its forward is split at branch boundaries
             raise UserError(
-                "block_benefit supports the parallel-branch PETL methods (convpass, adapter)"
+                "block_benefit supports the per-block adapter PETL methods (convpass, adapter, "
+                "repadapter), not LoRA"
             )
         b = timm_block(block)
         if type(b.mlp) is not Mlp and not isinstance(b.mlp, GatedMlp):

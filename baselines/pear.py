@@ -15,7 +15,9 @@ the pruned adapters had learnt. The choices made here, none of them from the pap
 - knowledge checkpoint: at pruning time each kept adapter becomes the score-weighted average of
   itself and the pruned adapters that now share it (`fold="mean"`: unweighted; `"none"`: off).
 
-Pear prunes adapters, not the backbone: it reduces stored parameters, not compute. Stored per task:
+Pear prunes adapters, not the backbone: it reduces stored parameters, not compute (with RepAdapter,
+merged, not even the unmerged adapter cost: each position folds its shared adapter into its own
+qkv and fc1). Stored per task:
 the kept adapters + the sharing map (JSON state) + the head. The budget is a fraction of PETL
 parameters (`budget_axis = "petl"`): keep:k of N blocks removes (N - k) / N of them.
 """
@@ -32,7 +34,7 @@ from torch import nn
 from baselines.width import sample_calibration
 from bench.budget import param_fraction
 from bench.errors import UserError
-from bench.models.petl import ParallelBranchBlock, PetlModule, freeze_backbone
+from bench.models.petl import AdapterBlock, PetlModule, freeze_backbone
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 
 RECONSTRUCTION = (
@@ -40,7 +42,6 @@ RECONSTRUCTION = (
     "Taylor-scored adapters, pruned positions share the nearest kept adapter, pruned adapters "
     "folded into the shared one"
 )
-ROLES = ("attn_branch", "mlp_branch")
 
 
 @PRUNERS.register("pear")
@@ -111,15 +112,16 @@ class Pear(Pruner):
 
 
 def adapter_paths(model: nn.Module) -> list[str]:
-    """Module paths of every parallel adapter (Convpass: 2 a block, AdaptFormer: 1), in order."""
+    """Module paths of every per-block adapter (Convpass and RepAdapter: 2 a block, AdaptFormer:
+    1), in order; an adapter's role is its attribute name in the block (`adapter_roles`)."""
     paths = []
     for i, block in enumerate(model.blocks):
-        if not isinstance(block, ParallelBranchBlock):
+        if not isinstance(block, AdapterBlock):
             raise UserError(
-                "pear shares parallel adapters (convpass, adapter); this PETL method has none "
-                "(LoRA's updates wrap the frozen qkv and cannot be shared between blocks)"
+                "pear shares per-block adapters (convpass, adapter, repadapter); this PETL method "
+                "has none (LoRA's updates wrap the frozen qkv and cannot be shared between blocks)"
             )
-        paths += [f"blocks.{i}.{r}" for r in ROLES if getattr(block, r) is not None]
+        paths += [f"blocks.{i}.{r}" for r in block.adapter_roles if getattr(block, r) is not None]
     if len(paths) < 2:
         raise UserError("pear needs at least two adapters to share")
     return paths

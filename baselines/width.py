@@ -172,7 +172,7 @@ def check_supported(model: nn.Module) -> None:
             raise UserError(
                 "width pruning (magnitude, taylor) is not supported with the LoRA PETL: LoRAQKV "
                 "wraps the qkv projection, so its trainable q/v updates would be pruned with it; "
-                "use --petl convpass or adapter"
+                "use --petl convpass, adapter or repadapter"
             )
         plain = isinstance(attn, Attention) and attn.gate is None
         if not plain or not all(isinstance(m, nn.Identity) for m in (attn.q_norm, attn.norm)):

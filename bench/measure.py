@@ -12,11 +12,12 @@ import statistics
 import time
 
 import torch
+from safetensors.torch import save
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import MeasureConfig
-from bench.models.petl import task_parameter_names
+from bench.models.petl import is_task_parameter, task_parameter_names
 
 
 def device_name(device: torch.device) -> str:
@@ -126,3 +127,16 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
         "params/stored": stored,
         "params/stored_no_head": stored - head,
     }
+
+
+def backbone_bytes(model: nn.Module) -> int:
+    """Size in bytes of `model`'s backbone tensors (every parameter but the task ones) as one
+    safetensors file. Of a merged model (adapters folded into its qkv/fc1, `merged_copy`) this is
+    what each task would store if it kept its merged backbone rather than rebuilding it from its
+    adapters on the shared one: the `bytes/merged_backbone` beside `bytes/stored`."""
+    tensors = {
+        name: p.detach().cpu().contiguous()
+        for name, p in model.named_parameters()
+        if not is_task_parameter(model, name)
+    }
+    return len(save(tensors))

@@ -415,6 +415,7 @@ def efficiency_step(ctx: RunContext, pruned: nn.Module) -> dict[str, float]:
             merged_unpruned or unpruned, merged_pruned, size, ctx.device, config.measure
         )
         metrics.update({_merged_name(k): v for k, v in merged.items()})
+        metrics["bytes/merged_backbone"] = measure.backbone_bytes(merged_pruned)
     metrics["macs"] = measure.count_macs(pruned, size, ctx.device)
     metrics["macs_unpruned"] = measure.count_macs(unpruned, size, ctx.device)
     metrics.update(measure.parameter_counts(pruned))

@@ -78,7 +78,7 @@ def test_nearest_kept_adapter_of_the_same_role_is_shared():
 
 
 def test_lora_is_refused_clearly(tmp_path):
-    with pytest.raises(UserError, match="parallel adapters"):
+    with pytest.raises(UserError, match="per-block adapters"):
         make_pruner("pear", OPTIONS).prune(_context(tmp_path, "lora"))
 
 

@@ -4,7 +4,7 @@ import torch
 from bench.models.petl import LoRAQKV, attach_petl, resolve_settings, task_parameter_names
 from tests.conftest import tiny_vit
 
-METHODS = ["convpass", "adapter", "lora"]
+METHODS = ["convpass", "adapter", "lora", "repadapter"]
 
 
 @pytest.mark.parametrize("method", METHODS)

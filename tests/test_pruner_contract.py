@@ -19,7 +19,14 @@ from baselines.width import WidthPruner
 from bench.budget import backbone_block_params, param_fraction, petl_params
 from bench.data import BatchLoader, ImageSplit
 from bench.errors import UserError
-from bench.models.petl import attach_petl, is_task_parameter, resolve_settings
+from bench.models.petl import (
+    AdapterBlock,
+    PetlModule,
+    attach_petl,
+    is_task_parameter,
+    merged_copy,
+    resolve_settings,
+)
 from bench.pruning import PRUNERS, Budget, PruneContext, make_pruner
 from bench.state import rebuild, save_task_state
 from bench.tasks import get_task
@@ -39,6 +46,7 @@ def _cases() -> list:
     cases = []
     for name in PRUNERS.names():
         cases.append(pytest.param(name, "convpass", id=f"{name}-convpass"))
+        cases.append(pytest.param(name, "repadapter", id=f"{name}-repadapter"))  # SLS's 2nd base
         if issubclass(PRUNERS.get(name), WidthPruner):  # they touch what PETL modules couple to
             cases += [pytest.param(name, petl, id=f"{name}-{petl}") for petl in ("adapter", "lora")]
     return cases
@@ -130,6 +138,12 @@ def test_pruner_contract(name, petl, tmp_path):
     rebuilt = rebuild(tmp_path / "state.safetensors", fresh).eval()
     with torch.no_grad():
         assert torch.equal(rebuilt(x), out)
+        merged = merged_copy(model)
+        if merged is not None:  # what is deployed gives the same outputs
+            assert torch.allclose(merged.eval()(x), out, atol=1e-5)
+            assert not any(callable(getattr(m, "merged", None)) for m in merged.modules())
+            if petl == "repadapter":  # folded away entirely: the backbone's own modules
+                assert not any(isinstance(m, (PetlModule, AdapterBlock)) for m in merged.modules())
 
     original = dict(_petl_model(petl).named_parameters())
     for tensor_name, tensor in model.named_parameters():

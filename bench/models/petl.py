@@ -1,4 +1,5 @@
-"""PETL modules on a frozen timm ViT: Convpass, an AdaptFormer-style adapter, LoRA on q and v.
+"""PETL modules on a frozen timm ViT: Convpass, an AdaptFormer-style adapter, LoRA on q and v,
+RepAdapter (re-parameterised into qkv and fc1 for inference).
 
 A method is a small settings record plus a function that attaches its modules; it registers
 under its name in `PETL_METHODS`. Every PETL module subclasses `PetlModule`: its parameters, with
@@ -16,6 +17,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from bench.errors import UserError
 from bench.registry import Registry
 
 
@@ -139,24 +141,102 @@ class LoRAQKV(PetlModule):
         return linear.to(self.qkv.weight.device)
 
 
+REPADAPTER_GROUPS = 2  # groups of the up-projection in every official VTAB config
+
+
+class RepAdapter(PetlModule):
+    """RepAdapter (Luo et al. 2023; official code luogen1996/RepAdapter): a linear bottleneck in
+    sequence with the layer after it, `x + s * B(dropout(A x))`, where A is a 1x1 Conv1d D -> r
+    and B a grouped 1x1 Conv1d r -> D (`groups` groups), over the channels of (B, N, D) tokens.
+
+    Initialised as the official code: A xavier-uniform, B and both biases zero, so it starts as
+    the identity. Being linear, it folds into the Linear that reads its output (`fold_into`).
+    The dropout between A and B has no linear equivalent: the fold equals the adapter in eval
+    mode only, which is the only mode a merged (deployed) model runs in.
+    """
+
+    def __init__(self, dim: int, settings: PetlSettings, groups: int = REPADAPTER_GROUPS):
+        super().__init__()
+        if settings.dim % groups or dim % groups:
+            raise UserError(
+                f"repadapter: hidden dim {settings.dim} and width {dim} must both split into "
+                f"{groups} groups; use an even --set petl.dim"
+            )
+        self.groups, self.scale = groups, settings.scale
+        self.down = nn.Conv1d(dim, settings.dim, 1)  # official conv_A
+        self.up = nn.Conv1d(settings.dim, dim, 1, groups=groups)  # official conv_B
+        self.dropout = nn.Dropout(settings.dropout)
+        nn.init.xavier_uniform_(self.down.weight)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(self.dropout(self.down(x.transpose(1, 2)))) * self.scale
+        return x + h.transpose(1, 2)
+
+    @torch.no_grad()
+    def fold_into(self, linear: nn.Linear) -> nn.Linear:
+        """`linear(adapter(x))` as one new frozen Linear of `linear`'s shape (eval mode).
+
+        With U the dense (block-diagonal) form of B: W' = W + s (W U) A and
+        b' = b + s W (U a + b_B). Only `linear`'s input must be the adapter's width, so a
+        width-pruned qkv or fc1 (fewer outputs) folds as it is. Computed in float64. A layer
+        without a bias gets one (the official code assumes qkv and fc1 have biases).
+        """
+        if not isinstance(linear, nn.Linear) or isinstance(linear, PetlModule):
+            raise TypeError(
+                f"repadapter folds into a plain nn.Linear, not {type(linear).__name__}; merge "
+                "that layer first (RepAdapterBlock.merged does)"
+            )
+        w = linear.weight.double()
+        down = self.down.weight.squeeze(-1).double()  # (r, D)
+        up = torch.block_diag(*self.up.weight.squeeze(-1).double().chunk(self.groups))  # (D, r)
+        shift = self.scale * (up @ self.down.bias.double() + self.up.bias.double())
+        weight = w + self.scale * (w @ up) @ down
+        bias = w @ shift
+        if linear.bias is not None:
+            bias = bias + linear.bias.double()
+        folded = nn.Linear(linear.in_features, linear.out_features, device=linear.weight.device)
+        folded.weight = nn.Parameter(weight.to(linear.weight.dtype), requires_grad=False)
+        folded.bias = nn.Parameter(bias.to(linear.weight.dtype), requires_grad=False)
+        return folded
+
+
 # ---------------------------------------------------------------------------------------------
-# blocks with parallel branches
+# blocks with per-block adapters
 
 
-class ParallelBranchBlock(nn.Module):
+class AdapterBlock(nn.Module):
+    """A timm Block (`self.block`) with per-block PETL modules, held in the attributes named by
+    `adapter_roles` (one per residual branch, None where a branch has none). The forward is split
+    at the branch boundary (`attn_residual`, `mlp_residual`) for pruners that read it there."""
+
+    adapter_roles: tuple[str, ...] = ()
+
+    def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
+        return self.mlp_residual(self.attn_residual(x, attn_mask, is_causal))
+
+    def attn_residual(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False):
+        raise NotImplementedError
+
+    def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ParallelBranchBlock(AdapterBlock):
     """A timm Block plus optional parallel branches on its attention and MLP residuals.
 
     `x = x + attn(LN1 x) + a(in_a)`, `x = x + mlp(LN2 x) + m(in_m)`, where the branch input is the
     normed input (Convpass) or the residual stream itself (AdaptFormer). Drop-path covers both.
     """
 
+    adapter_roles = ("attn_branch", "mlp_branch")
+
     def __init__(self, block: nn.Module, attn_branch=None, mlp_branch=None, normed_input=True):
         super().__init__()
         self.block, self.attn_branch, self.mlp_branch = block, attn_branch, mlp_branch
         self.normed_input = normed_input
-
-    def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
-        return self.mlp_residual(self.attn_residual(x, attn_mask, is_causal))
 
     def attn_residual(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False):
         """The residual stream after the attention branch (and its parallel PETL branch)."""
@@ -175,6 +255,43 @@ class ParallelBranchBlock(nn.Module):
         if self.mlp_branch is not None:
             out = out + self.mlp_branch(h if self.normed_input else x)
         return x + b.drop_path2(out)
+
+
+class RepAdapterBlock(AdapterBlock):
+    """A timm Block with a RepAdapter in front of attention and one in front of the MLP, on the
+    normed input (the official "repblock"): `x = x + attn(R_a(LN1 x))`, `x = x + mlp(R_m(LN2 x))`.
+
+    Departure from the official forward: it drops timm's layer scale and uses drop_path1 on both
+    branches; this keeps the Block's own ls1/ls2 and drop_path1/2 (identical for ViT-B, whose
+    layer scales are identities and whose two drop-paths have the same rate).
+    """
+
+    adapter_roles = ("attn_adapter", "mlp_adapter")
+
+    def __init__(self, block: nn.Module, attn_adapter: RepAdapter, mlp_adapter: RepAdapter):
+        super().__init__()
+        self.block, self.attn_adapter, self.mlp_adapter = block, attn_adapter, mlp_adapter
+
+    def attn_residual(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False):
+        """The residual stream after the adapted attention branch."""
+        b = self.block
+        h = self.attn_adapter(b.norm1(x))
+        return x + b.drop_path1(b.ls1(b.attn(h, attn_mask=attn_mask, is_causal=is_causal)))
+
+    def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual stream after the adapted MLP branch."""
+        b = self.block
+        return x + b.drop_path2(b.ls2(b.mlp(self.mlp_adapter(b.norm2(x)))))
+
+    def merged(self) -> nn.Module:
+        """The re-parameterised block, as deployed: a copy of the timm Block with each adapter
+        folded into the layer after it (attn.qkv, mlp.fc1), so the backbone's structure and no
+        adapter. Equal to this block in eval mode (see RepAdapter); any mergeable layer inside
+        the block (e.g. SPLoRA) is merged first."""
+        block = merged_copy(self.block) or copy.deepcopy(self.block)
+        block.attn.qkv = self.attn_adapter.fold_into(block.attn.qkv)
+        block.mlp.fc1 = self.mlp_adapter.fold_into(block.mlp.fc1)
+        return block
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +330,29 @@ def _attach_lora(model: VisionTransformer, settings: PetlSettings) -> None:
         block.attn.qkv = LoRAQKV(block.attn.qkv, settings)
 
 
+def _attach_repadapter(model: VisionTransformer, settings: PetlSettings) -> None:
+    dim = model.embed_dim
+    for i, block in enumerate(model.blocks):
+        _check_foldable(block, dim)
+        model.blocks[i] = RepAdapterBlock(
+            block, RepAdapter(dim, settings), RepAdapter(dim, settings)
+        )
+
+
+def _check_foldable(block: nn.Module, dim: int) -> None:
+    """RepAdapter must be followed by a Linear reading the residual width: attn.qkv, mlp.fc1."""
+    for path in ("attn.qkv", "mlp.fc1"):
+        try:
+            layer = block.get_submodule(path)
+        except AttributeError:
+            layer = None
+        if not isinstance(layer, nn.Linear) or layer.in_features != dim:
+            raise UserError(
+                f"repadapter folds into each block's {path}, which must be an nn.Linear of input "
+                f"width {dim}; this backbone's is {type(layer).__name__}: use convpass or adapter"
+            )
+
+
 # Convpass per-task (scale s, xavier_init), from the SLS/Convpass code (spec SLS.md).
 _CONVPASS = {
     "cifar": (0.1, False), "caltech101": (1, False), "dtd": (0.01, True),
@@ -222,6 +362,15 @@ _CONVPASS = {
     "clevr_dist": (0.1, True), "dmlab": (10, False), "kitti": (10, True),
     "dsprites_loc": (100, True), "dsprites_ori": (0.1, True), "smallnorb_azi": (100, True),
     "smallnorb_ele": (1, True),
+}  # fmt: skip
+
+# RepAdapter per-task scale s, from the official VTAB configs (hidden dim 8, groups 2; spec SLS.md).
+_REPADAPTER_SCALE = {
+    "caltech101": 5, "cifar": 0.1, "clevr_count": 0.5, "clevr_dist": 0.1,
+    "diabetic_retinopathy": 0.1, "dmlab": 5, "dsprites_loc": 5, "dsprites_ori": 0.1, "dtd": 1,
+    "eurosat": 1, "kitti": 5, "oxford_flowers102": 0.5, "oxford_iiit_pet": 0.1,
+    "patch_camelyon": 1, "resisc45": 5, "smallnorb_azi": 10, "smallnorb_ele": 1, "sun397": 0.1,
+    "svhn": 10,
 }  # fmt: skip
 
 PETL_METHODS: Registry[PetlMethod] = Registry("PETL method")
@@ -236,6 +385,15 @@ PETL_METHODS.register(
 )
 PETL_METHODS.register("adapter", PetlMethod(_attach_adapter, 0.1, {}, {}), aliases=("adaptformer",))
 PETL_METHODS.register("lora", PetlMethod(_attach_lora, 1.0, {}, {}))
+PETL_METHODS.register(
+    "repadapter",
+    PetlMethod(
+        _attach_repadapter,
+        default_scale=1.0,  # the official module's default
+        task_scale={t: float(s) for t, s in _REPADAPTER_SCALE.items()},
+        task_xavier={},  # A is always xavier-uniform; xavier_init is Convpass's conv init
+    ),
+)
 
 
 def resolve_settings(
@@ -289,9 +447,9 @@ def task_parameter_names(model: nn.Module) -> list[str]:
 
 
 def merged_copy(model: nn.Module) -> nn.Module | None:
-    """A copy with every mergeable PETL module (one with a `merged()` method: LoRA, SPLoRA)
-    replaced by its merged layer (as deployed), or None if the model has none. Merging changes
-    speed, not outputs."""
+    """A copy with every mergeable module (a PETL module or adapter block with a `merged()`
+    method: LoRA, SPLoRA, a RepAdapter block) replaced by its merged layer (as deployed), or None
+    if the model has none. Merging changes speed, not eval-mode outputs."""
     if not any(_mergeable(m) for m in model.modules()):
         return None
     merged = copy.deepcopy(model)
@@ -303,4 +461,6 @@ def merged_copy(model: nn.Module) -> nn.Module | None:
 
 
 def _mergeable(module: nn.Module) -> bool:
-    return isinstance(module, PetlModule) and callable(getattr(module, "merged", None))
+    return isinstance(module, (PetlModule, AdapterBlock)) and callable(
+        getattr(module, "merged", None)
+    )
