@@ -190,7 +190,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     outcomes = sweep.execute(config, plan, progress=not args.no_progress)
     print(sweep.summary(plan, outcomes))
-    return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
+    return 0 if sweep.succeeded(outcomes) else 1
 
 
 def cmd_curve(args: argparse.Namespace) -> int:
@@ -210,7 +210,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     print(sweep.summary(plan, outcomes))
     written = tables.write_tables(config.suite)
     print("\n".join(str(path) for path in written if "curve" in path.name or "regret" in path.name))
-    return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
+    return 0 if sweep.succeeded(outcomes) else 1
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
@@ -291,7 +291,23 @@ def main(argv: list[str] | None = None) -> None:
     except Terminated:
         print("terminated", file=sys.stderr)
         code = 143
+    except Exception as err:  # a library's error outside any run: one line, traceback to a file
+        print(f"error: {_one_line_with_log(err)}", file=sys.stderr)
+        code = 1
     sys.exit(code)
+
+
+def _one_line_with_log(err: Exception) -> str:
+    import time
+    import traceback
+
+    from bench.paths import results_dir
+    from bench.tracking import one_line
+
+    log = results_dir() / "logs" / f"error-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(traceback.format_exception(err)))
+    return f"{one_line(err)} (traceback: {log})"
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ class SweepConfig:
     tasks: str = "all"  # all | natural | specialized | structured | a comma-separated list
     launcher: str = "local"  # local | slurm
     workers: int = 1  # local: runs in parallel on this machine
+    stale_after_s: float = 600.0  # a RUNNING run whose heartbeat is older is dead: run again
+    claim_cells: bool = False  # set by the sweep: a cell another sweep took first is not run
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 

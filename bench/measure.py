@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from safetensors.torch import save
@@ -23,7 +24,34 @@ from bench.models.petl import is_task_parameter, task_parameter_names
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
     return platform.processor() or platform.machine()
+
+
+def compute_tags(device: torch.device) -> dict[str, str]:
+    """What a run's numbers depend on beyond its config: the device, the CPU, and the thread
+    counts of torch (training, features) and of OpenMP (t-SNE, scikit-learn)."""
+    from threadpoolctl import threadpool_info
+
+    openmp = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "openmp"]
+    return {
+        "device": device_name(device),
+        "device.type": device.type,
+        "cpu.model": cpu_model(),
+        "threads.torch": str(torch.get_num_threads()),
+        "threads.torch_interop": str(torch.get_num_interop_threads()),
+        "threads.openmp": str(max(openmp)) if openmp else "none loaded",
+    }
 
 
 def _sync(device: torch.device) -> None:

@@ -43,7 +43,7 @@ from bench.pruning import (
 )
 from bench.state import save_task_state
 from bench.tasks import TaskSpec, get_task
-from bench.tracking import TrackedRun, client, environment_tags
+from bench.tracking import TrackedRun, client, environment_tags, one_line
 from bench.train import TrainResult, evaluate, train
 
 TRANSFER_FORMAT = 1
@@ -330,23 +330,50 @@ def run_method(ctx: RunContext, spec: MethodSpec) -> Outcome:
     key = cell_key(ctx.config, str(spec), ctx.seed, ctx.weights, ctx.pruner)
     tags = {**run_tags(ctx), "cell.key": key}
     run_name = f"{ctx.data.task.name}-{ctx.settings.method}-{spec}-s{ctx.seed}"
+    claim = ctx.config.sweep.claim_cells
     try:
-        with (
-            TrackedRun(ctx.config.suite, run_name, run_params(ctx, budget), tags) as run,
-            tempfile.TemporaryDirectory() as tmp,
-        ):
+        tracked = TrackedRun(ctx.config.suite, run_name, run_params(ctx, budget), tags)
+        if claim and (owner := claim_cell(tracked.run_id, key)) != tracked.run_id:
+            return _taken(ctx, spec, tracked.run_id, owner)
+        with tracked as run, tempfile.TemporaryDirectory() as tmp:
             ctx = replace(ctx, run=run, workdir=Path(tmp))
             budget, source = resolve_budget(ctx, budget)
             run.log_params({"budget.resolved": str(budget), "budget.source": source})
             metrics = prune_and_measure(ctx, budget)
+            if claim and (owner := claim_cell(run.run_id, key)) != run.run_id:
+                raise CellTaken(owner)  # a racer started in the same instant: it keeps the cell
         return Outcome(
             str(spec), ctx.seed, run.run_id, "FINISHED", metrics, task=ctx.data.task.name
         )
     except KeyboardInterrupt:
         raise
-    except Exception as err:  # recorded as FAILED in the store; the other runs go on
-        error = f"{type(err).__name__}: {err}"
-        return Outcome(str(spec), ctx.seed, "", "FAILED", {}, error, ctx.data.task.name)
+    except CellTaken as taken:
+        return _taken(ctx, spec, tracked.run_id, str(taken))
+    except Exception as err:  # recorded FAILED in the store (traceback in error.txt); others go on
+        return Outcome(str(spec), ctx.seed, "", "FAILED", {}, one_line(err), ctx.data.task.name)
+
+
+class CellTaken(Exception):
+    """Another sweep owns this cell (the message is its run id)."""
+
+
+def _taken(ctx: RunContext, spec: MethodSpec, run_id: str, owner: str) -> Outcome:
+    client().delete_run(run_id)
+    return Outcome(str(spec), ctx.seed, owner, "TAKEN", {}, task=ctx.data.task.name)
+
+
+def claim_cell(run_id: str, key: str) -> str:
+    """Which run owns a sweep cell: of the cell's RUNNING and FINISHED runs, the first created
+    (ties by run id). A sweep's new run checks this once it exists; every racer sees the same
+    owner, so a cell that several sweeps planned at once runs once. A run checks when it starts
+    and again before it finishes (a racer created in the same instant may not have been visible
+    at the start); the loser's run is deleted."""
+    store = client()
+    experiment = store.get_run(run_id).info.experiment_id
+    runs = store.search_runs([experiment], f"tags.`cell.key` = '{key}'", max_results=1000)
+    runs = [r for r in runs if r.info.status in ("RUNNING", "FINISHED")]
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    return min(finished or runs, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
 
 
 def prune_and_measure(ctx: RunContext, budget: Budget) -> dict[str, float]:
@@ -561,7 +588,8 @@ def run_params(ctx: RunContext, budget: Budget) -> dict:
 
 
 def run_tags(ctx: RunContext) -> dict[str, str]:
-    return {**environment_tags(), **owner_tags(), "task": ctx.data.task.name,
+    return {**environment_tags(), **owner_tags(), **measure.compute_tags(ctx.device),
+            "task": ctx.data.task.name,
             "group": ctx.data.task.group, "petl": ctx.settings.method, "pruner": ctx.spec.name,
             "weights": ctx.weights, "transfer.key": ctx.transfer.key,
             "transfer.cached": str(ctx.transfer.cached)}  # fmt: skip
@@ -608,7 +636,7 @@ def record_failure(config, data, settings, method: str, seed, weights, err: Exce
             "cell.key": cell_key(config, method, seed, weights)}  # fmt: skip
     run_name = f"{data.task.name}-{settings.method}-{method}-s{seed}"
     try:
-        with TrackedRun(config.suite, run_name, params, tags):
-            raise RuntimeError(f"transfer failed: {type(err).__name__}: {err}") from err
+        with TrackedRun(config.suite, run_name, params, tags, heartbeat=None):
+            raise RuntimeError(f"transfer failed: {one_line(err)}") from err
     except RuntimeError as failure:
         return Outcome(method, seed, "", "FAILED", {}, str(failure), data.task.name)

@@ -3,8 +3,9 @@
 Every (task, method, seed) cell is one MLflow run tagged `cell.key`, a hash of its resolved config
 (`bench.run.cell_key`). Planning reads the suite's experiment once: a cell with a FINISHED run of
 that key is skipped, so a sweep that was killed and started again runs only what is missing. A run
-left RUNNING by a process that no longer exists on this host is marked KILLED first; RUNNING runs
-of other hosts are left alone (they may be alive) unless `reclaim` is set.
+left RUNNING by a process that no longer exists on this host, or whose heartbeat (a tag every
+running run refreshes each minute) is older than `sweep.stale_after_s`, on any host, is marked
+KILLED and its cell runs again; `reclaim` takes over every RUNNING run.
 
 The unit of work is one (task, seed): its transfer is trained once and shared by the methods
 that are still missing. Units run one after another here, in N worker processes, or as a Slurm
@@ -28,7 +29,14 @@ from bench.errors import UserError
 from bench.paths import results_dir
 from bench.run import Outcome, cell_key, preflight, run_benchmark, weights_id
 from bench.tasks import TaskSpec, tasks_in
-from bench.tracking import client, get_experiment_id, raise_on_sigterm, tracking_uri
+from bench.tracking import (
+    HEARTBEAT_TAG,
+    client,
+    get_experiment_id,
+    one_line,
+    raise_on_sigterm,
+    tracking_uri,
+)
 
 LAUNCHERS = ("local", "slurm")
 
@@ -122,7 +130,7 @@ def plan_sweep(config: RunConfig, reclaim: bool = False) -> Plan:
                 plan.cells.append(
                     Cell(task.name, method, seed, cell_key(one, method, seed, weights))
                 )
-    _match_store(plan, reclaim)
+    _match_store(plan, reclaim, config.sweep.stale_after_s)
     return plan
 
 
@@ -134,7 +142,7 @@ def missing_data(config: RunConfig, task: TaskSpec) -> str:
     return ""
 
 
-def _match_store(plan: Plan, reclaim: bool) -> None:
+def _match_store(plan: Plan, reclaim: bool, stale_after_s: float) -> None:
     store = client()
     experiment = store.get_experiment_by_name(plan.suite)
     if experiment is None:
@@ -150,8 +158,8 @@ def _match_store(plan: Plan, reclaim: bool) -> None:
             plan.running.pop(cell, None)
         elif status == "RUNNING":
             owner = _owner(run.data.tags)
-            if reclaim or _process_gone(run.data.tags):
-                why = "reclaimed by a new sweep" if reclaim else f"its process ({owner}) is gone"
+            why = _dead(run.data.tags, reclaim, stale_after_s)
+            if why:
                 store.set_tag(run.info.run_id, "error", f"left RUNNING; {why}")
                 store.set_terminated(run.info.run_id, "KILLED")
                 plan.reclaimed.append(run.info.run_id)
@@ -176,6 +184,20 @@ def _owner(tags: dict[str, str]) -> str:
     return f"{where}, Slurm job {job}" if job else where
 
 
+def _dead(tags: dict[str, str], reclaim: bool, stale_after_s: float) -> str:
+    """Why a RUNNING run counts as dead ("" when it may be alive)."""
+    import time
+
+    if reclaim:
+        return "reclaimed by a new sweep"
+    if _process_gone(tags):
+        return f"its process ({_owner(tags)}) is gone"
+    beat = tags.get(HEARTBEAT_TAG, "")
+    if beat.replace(".", "", 1).isdigit() and time.time() - float(beat) > stale_after_s:
+        return f"no heartbeat for {time.time() - float(beat):.0f} s ({_owner(tags)})"
+    return ""
+
+
 def _process_gone(tags: dict[str, str]) -> bool:
     """True only when the run's process was on this host and no longer exists."""
     if tags.get("owner.host") != socket.gethostname() or not tags.get("owner.pid", "").isdigit():
@@ -198,10 +220,11 @@ def run_unit(config: RunConfig, unit: Unit, progress: bool = False) -> list[Outc
     raise_on_sigterm()
     one = task_config(config, unit.task)
     one.methods, one.seeds = list(unit.methods), [unit.seed]
+    one.sweep.claim_cells = True
     try:
         outcomes = run_benchmark(one, progress=progress)
     except Exception as err:  # e.g. data that vanished or broke since planning
-        error = f"{type(err).__name__}: {err}"
+        error = one_line(err)
         outcomes = [Outcome(m, unit.seed, "", "FAILED", {}, error) for m in unit.methods]
     for outcome in outcomes:
         outcome.task = unit.task
@@ -275,13 +298,19 @@ def _result(unit: Unit, get) -> list[Outcome]:
         return [Outcome(m, unit.seed, "", "FAILED", {}, error, unit.task) for m in unit.methods]
 
 
+def succeeded(outcomes: list[Outcome]) -> bool:
+    """Every cell finished here or was taken by another sweep."""
+    return all(o.status in ("FINISHED", "TAKEN") for o in outcomes)
+
+
 def summary(plan: Plan, outcomes: list[Outcome]) -> str:
     ran = [o for o in outcomes if o.status == "FINISHED"]
-    failed = [o for o in outcomes if o.status != "FINISHED"]
+    taken = [o for o in outcomes if o.status == "TAKEN"]
+    failed = [o for o in outcomes if o.status not in ("FINISHED", "TAKEN")]
     lines = [
         f"sweep {plan.suite!r}: {len(ran)} finished now, {len(plan.finished)} skipped (finished "
-        f"before), {len(failed)} failed, {len(plan.running)} running elsewhere, "
-        f"{len(plan.no_data)} tasks without data"
+        f"before), {len(taken)} taken by another sweep, {len(failed)} failed, "
+        f"{len(plan.running)} running elsewhere, {len(plan.no_data)} tasks without data"
     ]
     for o in ran:
         acc = o.metrics.get("test/acc")

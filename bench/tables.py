@@ -287,6 +287,9 @@ def sls_k_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     table = sls.pivot_table(index=["petl", "task"], columns="seed", values="sls/k", aggfunc="first")
     table.columns = [f"k (seed {s})" for s in table.columns]
+    if "sls/margin" in sls and sls["sls/margin"].notna().any():  # how near a call each k was
+        margin = sls.pivot_table(index=["petl", "task"], columns="seed", values="sls/margin")
+        table = table.join(margin.rename(columns=lambda s: f"margin to T (seed {s})"))
     order = {t: i for i, t in enumerate(task_order(sls["task"].unique()))}
     table = table.reset_index().assign(order=lambda t: t["task"].map(order))
     return table.sort_values(["petl", "order"]).drop(columns="order").set_index(["petl", "task"])
@@ -446,6 +449,6 @@ def log_tables(suite: str, files: list[Path], n_runs: int) -> None:
     from bench.tracking import TrackedRun, environment_tags
 
     tags = {**environment_tags(), "kind": "tables"}
-    with TrackedRun(suite, "tables", {"tables.runs": n_runs}, tags) as run:
+    with TrackedRun(suite, "tables", {"tables.runs": n_runs}, tags, heartbeat=None) as run:
         for path in files:
             run.log_artifact(path, "tables")

@@ -2,7 +2,9 @@
 
 Default store: `sqlite:///results/mlflow.db` with artifacts under `results/mlartifacts/`;
 `MLFLOW_TRACKING_URI` points it elsewhere (e.g. an `mlflow server` shared by several machines).
-A run that raises ends FAILED (KILLED on Ctrl-C) with its error recorded as a tag and artifact.
+A run that raises ends FAILED (KILLED on Ctrl-C) with its error recorded as a tag and artifact
+(the whole traceback in `error.txt`; one line for the terminal). While it runs, a daemon thread
+sets its `heartbeat` tag every minute, so a sweep on any host can tell a live run from a dead one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ from bench.paths import PROJECT_ROOT, results_dir  # noqa: E402
 
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow's limit on params per log_batch call
+HEARTBEAT_SECONDS = 60.0
+HEARTBEAT_TAG = "heartbeat"  # unix seconds of the last beat
+
+
+def one_line(err: BaseException) -> str:
+    """`Type: first line of the message`, at most 300 characters: what a terminal shows."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def tracking_uri() -> str:
@@ -110,23 +121,66 @@ def raise_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+class Heartbeat:
+    """Sets a run's `heartbeat` tag to the time now and every `interval` seconds, from a daemon
+    thread with its own client; a failed beat is skipped, the next one tries again."""
+
+    def __init__(self, run_id: str, interval: float):
+        import threading
+
+        self.run_id, self.interval = run_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._send(client())
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        store = client()
+        while not self._stop.wait(self.interval):
+            self._send(store)
+
+    def _send(self, store: MlflowClient) -> None:
+        import time
+
+        try:
+            store.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
+        except Exception:  # a busy store: the next beat tries again
+            pass
+
+
 class TrackedRun:
     """One MLflow run as a context manager: FINISHED on success, FAILED / KILLED otherwise."""
 
     def __init__(
-        self, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str]
+        self,
+        experiment: str,
+        run_name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        heartbeat: float | None = HEARTBEAT_SECONDS,
     ):
         self.client = client()
         experiment_id = get_experiment_id(self.client, experiment)
         run = self.client.create_run(experiment_id, tags=tags, run_name=run_name)
         self.run_id = run.info.run_id
         self.params = params
+        self.heartbeat = Heartbeat(self.run_id, heartbeat) if heartbeat else None
 
     def __enter__(self) -> TrackedRun:
         self.log_params(self.params)
+        if self.heartbeat:
+            self.heartbeat.start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if self.heartbeat:
+            self.heartbeat.stop()
         if exc is None:
             self.client.set_terminated(self.run_id, "FINISHED")
             return False

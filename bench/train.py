@@ -2,7 +2,8 @@
 
 Test accuracy is evaluated every `eval_every` epochs and at the last epoch. The last-epoch
 accuracy is the headline; the best of those evaluations is kept apart, as most papers report it
-(it selects on the test set).
+(it selects on the test set). Step losses stay on the device and are read once per epoch; a loss
+that is NaN or infinite ends the training with `Diverged`, naming the epoch, step and rate.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.config import Recipe
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite: the run stops and ends FAILED with this message."""
 
 
 @dataclass
@@ -87,27 +92,42 @@ def train(
     for epoch in epochs:
         if scheduler is not None:
             scheduler.step(epoch)
+        lr = optimizer.param_groups[0]["lr"]
         loss = _train_epoch(model, train_loader, optimizer, criterion, device)
-        record = {"epoch": epoch + 1, "loss": loss, "lr": optimizer.param_groups[0]["lr"]}
+        _check_finite(loss, epoch + 1, lr, desc)
+        record = {"epoch": epoch + 1, "loss": float(loss.mean()), "lr": lr}
         if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
             record["test_acc"] = evaluate(model, eval_loader, device, f"{desc} eval", progress)
             evaluations.append(record["test_acc"])
         history.append(record)
-        epochs.set_postfix(loss=f"{loss:.3f}", acc=f"{evaluations[-1]:.3f}" if evaluations else "-")
+        epochs.set_postfix(
+            loss=f"{record['loss']:.3f}", acc=f"{evaluations[-1]:.3f}" if evaluations else "-"
+        )
     if not evaluations:  # zero epochs: still report the model as it is
         evaluations.append(evaluate(model, eval_loader, device, f"{desc} eval", progress))
     return TrainResult(evaluations[-1], max(evaluations), time.perf_counter() - start, history)
 
 
-def _train_epoch(model, loader, optimizer, criterion, device) -> float:
+def _train_epoch(model, loader, optimizer, criterion, device) -> torch.Tensor:
+    """One epoch; the step losses as a CPU tensor, read from the device once, at the end."""
     model.train()
-    total, batches = 0.0, 0
+    losses = []
     for images, labels in loader:
         with autocast(device):
             loss = criterion(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item()
-        batches += 1
-    return total / max(batches, 1)
+        losses.append(loss.detach())
+    return torch.stack(losses).float().cpu() if losses else torch.zeros(1)
+
+
+def _check_finite(losses: torch.Tensor, epoch: int, lr: float, desc: str) -> None:
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        step = int(bad[0])
+        raise Diverged(
+            f"{desc} diverged: loss {float(losses[step])} at epoch {epoch}, step {step + 1} "
+            f"(learning rate {lr:.3g}); lower the rate (--set train.lr=..., retrain uses the "
+            "same recipe) or check the backbone weights and the data"
+        )

@@ -32,4 +32,11 @@ def block_features(
             token = prefix[:, 0] if feature == "cls" else patches.mean(dim=1)
             per_block[i].append(token.float().cpu())
         labels.append(targets.cpu())
-    return [torch.cat(b).numpy() for b in per_block], torch.cat(labels).numpy()
+    features = [torch.cat(b).numpy() for b in per_block]
+    for block, values in enumerate(features, start=1):
+        if not np.isfinite(values).all():
+            raise ValueError(
+                f"block {block}'s features hold NaN or infinite values: the model's weights are "
+                "not finite (a diverged transfer or a corrupt checkpoint)"
+            )
+    return features, torch.cat(labels).numpy()

@@ -23,11 +23,13 @@ def create_backbone(
     pretrained: bool = False,
     kwargs: dict | None = None,
 ) -> VisionTransformer:
-    """A timm ViT with a fresh `num_classes` head; weights from `checkpoint` or the hub if asked."""
+    """A timm ViT with a fresh `num_classes` head; weights from `checkpoint` or the hub if asked.
+    Weights that cannot be downloaded, or that hold NaN or infinite values, fail in one line."""
+    download = pretrained and checkpoint is None
     try:
         model = timm.create_model(
             name,
-            pretrained=pretrained and checkpoint is None,
+            pretrained=download,
             num_classes=num_classes,
             img_size=image_size,
             drop_path_rate=drop_path,
@@ -38,12 +40,41 @@ def create_backbone(
             raise UserError(
                 f"{err}. List names with: python -c 'import timm; print(timm.list_models(\"vit*\"))'"
             ) from None
-        raise
+        if not download:
+            raise
+        raise _not_downloaded(name, err) from None
+    except OSError as err:  # huggingface_hub's offline / not-found / connection errors
+        if not download:
+            raise
+        raise _not_downloaded(name, err) from None
     if not isinstance(model, VisionTransformer):
         raise UserError(f"backbone {name!r} is not a timm VisionTransformer; SLS needs a ViT")
     if checkpoint:
         load_checkpoint(model, checkpoint)
+    if checkpoint or download:
+        check_finite(model, Path(checkpoint).name if checkpoint else name)
     return model
+
+
+def _not_downloaded(name: str, err: Exception) -> UserError:
+    lines = str(err).strip().splitlines()
+    reason = lines[0].split(". ")[0][:200] if lines else "no reason given"
+    return UserError(
+        f"cannot download the weights of {name} ({type(err).__name__}: {reason}); "
+        "without internet pass a local file: CHECKPOINT=/path/ViT-B_16.npz "
+        "(or .pth / .safetensors)"
+    )
+
+
+def check_finite(model: torch.nn.Module, source: str) -> None:
+    """Refuse backbone weights holding NaN or infinite values, naming the first such tensor."""
+    for key, tensor in model.state_dict().items():
+        if key not in HEAD_KEYS and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise UserError(
+                f"weights {source}: tensor {key!r} holds {bad} NaN or infinite value(s); "
+                "the file is corrupt or from a diverged run: use another checkpoint"
+            )
 
 
 def weights_sha256(path: str | Path) -> str:
