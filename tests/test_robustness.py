@@ -144,3 +144,17 @@ def test_the_margin_is_the_nearer_of_the_last_kept_and_the_first_failing_block()
     assert found["margin"] == pytest.approx(0.01)
     all_pass = margins(decide_depth(lambda b: [0.5, 0.6, 1.0][b - 1], 3, alpha=0.3))
     assert all_pass == {"margin_kept": pytest.approx(0.2), "margin": pytest.approx(0.2)}
+
+
+def test_an_unreachable_hub_fails_at_once_and_leaves_the_hub_settings_as_they_were(monkeypatch):
+    from huggingface_hub import constants
+
+    import bench.models.backbone as backbone
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(backbone, "_reachable", lambda url, timeout=3.0: False)
+    before, start = constants.HF_HUB_OFFLINE, time.perf_counter()
+    with pytest.raises(UserError, match="CHECKPOINT="):
+        create_backbone("vit_tiny_patch16_224.augreg_in21k", 10, 16, pretrained=True)
+    assert time.perf_counter() - start < 20  # no minute of retries
+    assert constants.HF_HUB_OFFLINE == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -27,14 +28,15 @@ def create_backbone(
     Weights that cannot be downloaded, or that hold NaN or infinite values, fail in one line."""
     download = pretrained and checkpoint is None
     try:
-        model = timm.create_model(
-            name,
-            pretrained=download,
-            num_classes=num_classes,
-            img_size=image_size,
-            drop_path_rate=drop_path,
-            **(kwargs or {}),
-        )
+        with _hub_session() if download else contextlib.nullcontext():
+            model = timm.create_model(
+                name,
+                pretrained=download,
+                num_classes=num_classes,
+                img_size=image_size,
+                drop_path_rate=drop_path,
+                **(kwargs or {}),
+            )
     except RuntimeError as err:
         if "Unknown model" in str(err):
             raise UserError(
@@ -54,6 +56,36 @@ def create_backbone(
     if checkpoint or download:
         check_finite(model, Path(checkpoint).name if checkpoint else name)
     return model
+
+
+@contextlib.contextmanager
+def _hub_session():
+    """huggingface_hub quiet, and in offline mode (its local cache only) when the hub cannot be
+    reached at all: one clear error at once instead of a minute of logged retries."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    saved, level = constants.HF_HUB_OFFLINE, huggingface_hub.logging.get_verbosity()
+    huggingface_hub.logging.set_verbosity_error()
+    if not saved and not _reachable(constants.ENDPOINT):
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+        huggingface_hub.logging.set_verbosity(level)
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _not_downloaded(name: str, err: Exception) -> UserError:
