@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import MeasureConfig
@@ -135,11 +136,14 @@ def measure_settings(device: torch.device, cfg: MeasureConfig) -> dict[str, str]
 
 @torch.inference_mode()
 def count_macs(model: nn.Module, image_size: int, device: torch.device) -> int:
-    """Multiply-accumulates of one 1-image forward (FLOPs / 2 by torch's flop counter)."""
+    """Multiply-accumulates of one 1-image forward (FLOPs / 2 by torch's flop counter).
+
+    Attention runs on the math backend here: the flop counter does not see the fused CPU
+    attention kernel, so the attention matmuls would be counted on GPU and missed on CPU."""
     model.eval()
     x = torch.randn(1, 3, image_size, image_size, device=device)
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter, sdpa_kernel(SDPBackend.MATH):
         model(x)
     return counter.get_total_flops() // 2
 

@@ -14,8 +14,11 @@
 - the depth curve (`bench.depth_curve`): depth_curve.{csv,png} and sls_regret.{csv,md};
 and logs them as artifacts of a `tables` run in the suite's experiment.
 Only FINISHED runs count; of repeated runs of a (task, PETL, method, budget, seed, evaluation
-split) the newest. The method tables hold runs evaluated on test; `drop_last` at an explicit
-`keep:k` is a point of the depth curve and appears there, not as a method.
+split, data source) the newest. Data sources are never mixed: where a suite holds runs from more
+than one (`data.source`/`data.format`, e.g. folder/jpeg and tfds/tensor), every row, pairing and
+curve is per source and labelled with it. The method tables hold runs evaluated on test;
+`drop_last` at an explicit `keep:k` is a point of the depth curve and appears there, not as a
+method.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from bench.paths import PROJECT_ROOT, results_dir
 from bench.tasks import GROUPS, VTAB_TASKS
 
 REFERENCE_CSV = PROJECT_ROOT / "results" / "reference" / "vtab1k_petl.csv"
-RUN_KEYS = ["task", "petl", "method", "budget", "seed", "split"]
+RUN_KEYS = ["task", "petl", "method", "budget", "seed", "split", "source"]
 ROW_KEYS = ["petl", "method"]
 PAIR_KEYS = ["task", "petl", "seed"]  # runs on the same transfer
 CONTROLS = ("none", "retrained")  # the references every method's accuracy is compared with
@@ -76,7 +79,8 @@ def load_runs(suite: str) -> pd.DataFrame:
 
 def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     """One row per run: RUN_KEYS + metric columns (without the `metrics.` prefix); newest run
-    of each (task, PETL, method, budget, seed); runs that are not benchmark runs dropped."""
+    of each (task, PETL, method, budget, seed, split, source); runs that are not benchmark runs
+    dropped."""
     if raw.empty or "tags.pruner" not in raw:
         return pd.DataFrame(columns=RUN_KEYS)
     raw = raw[raw["tags.pruner"].notna()]
@@ -93,6 +97,7 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
             "budget": raw["params.budget"],
             "seed": raw["params.seed"].astype(int),
             "split": _param(raw, "data.eval_split", "test"),
+            "source": _source(raw),
             "start_time": raw["start_time"],
         }
     )
@@ -105,6 +110,20 @@ def _param(raw: pd.DataFrame, name: str, default: str) -> pd.Series:
     """A param column, with `default` for runs logged before it existed."""
     column = f"params.{name}"
     return raw[column].fillna(default) if column in raw else pd.Series(default, index=raw.index)
+
+
+def _source(raw: pd.DataFrame) -> pd.Series:
+    """`<data.source>/<data.format>` of each run (e.g. folder/jpeg, tfds/tensor); "" if unlogged."""
+    return (_param(raw, "data.source", "") + "/" + _param(raw, "data.format", "")).str.strip("/")
+
+
+def label_sources(runs: pd.DataFrame) -> pd.DataFrame:
+    """Where the runs come from more than one data source, the source joins the PETL label
+    (`convpass (tfds/tensor)`), so every table, pairing and curve keeps the sources apart."""
+    if runs.empty or runs["source"].nunique() <= 1:
+        return runs
+    source = runs["source"].replace("", "source not logged")
+    return runs.assign(petl=runs["petl"] + " (" + source + ")")
 
 
 def _method_label(method: str, budget: str) -> str:
@@ -413,6 +432,7 @@ def build_tables(runs: pd.DataFrame, out: Path, reference: Path = REFERENCE_CSV)
     if runs.empty:
         raise UserError("no FINISHED runs to tabulate")
     out.mkdir(parents=True, exist_ok=True)
+    runs = label_sources(runs)
     written = write_curve_files(runs, out)
     runs = method_runs(runs)
     if runs.empty:

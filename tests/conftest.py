@@ -15,14 +15,18 @@ TINY_VIT = {"patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2}
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_results(tmp_path_factory):
-    """Every test writes under a temporary results/ and one SQLite store (created once)."""
+    """Every test writes under a temporary results/ and one SQLite store (created once), which
+    MLFLOW_TRACKING_URI names at another path than the default."""
     root = tmp_path_factory.mktemp("results")
     saved = {
         k: os.environ.get(k) for k in ("SLSBENCH_RESULTS", "SLSBENCH_CACHE", "MLFLOW_TRACKING_URI")
     }
     os.environ["SLSBENCH_RESULTS"] = str(root)
     os.environ["SLSBENCH_CACHE"] = str(root / "cache")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    # not the default store (results/mlflow.db): a tracking module that ignored the variable
+    # would write elsewhere and tests/test_tracking.py would see it
+    (root / "tracking").mkdir()
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'tracking' / 'store.db'}"
     yield root
     for key, value in saved.items():
         if value is None:

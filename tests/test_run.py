@@ -1,11 +1,26 @@
+import copy
+import itertools
 from dataclasses import dataclass
+from pathlib import Path
 
+import mlflow
 import pytest
+import torch
+from safetensors.torch import load_file
 
+import bench.run
+import bench.train
+from bench.models.petl import PetlSettings
+from bench.paths import cache_dir
 from bench.pruning import PRUNERS, PruneContext, Pruner
-from bench.run import run_benchmark
+from bench.run import build_petl_model, data_loaders, load_data, run_benchmark, store_step
+from bench.state import read_task_state, rebuild
+from bench.tasks import get_task
 from bench.tracking import client
+from bench.train import evaluate
 from tests.conftest import tiny_config
+
+CPU = torch.device("cpu")
 
 HEADLINE_METRICS = [
     "test/acc", "test/acc_best_of_evals", "throughput/bs1", "throughput/bs8", "speedup/bs1",
@@ -31,14 +46,77 @@ def test_offline_run_is_finished_and_logs_what_measure_md_asks(tmp_path):
     assert {"task_state.safetensors", "config.json", "decision.json"} <= artifacts
 
 
-def test_transfer_is_cached_and_reused():
-    config = tiny_config(methods=["none"], suite="tests-cache", seeds=[7])
-    first = run_benchmark(config, progress=False)[0]
-    second = run_benchmark(config, progress=False)[0]
-    tags = [client().get_run(o.run_id).data.tags for o in (first, second)]
-    assert tags[0]["transfer.key"] == tags[1]["transfer.key"]
+def _artifact(run_id: str, name: str) -> Path:
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=name, tracking_uri=client().tracking_uri
+        )
+    )
+
+
+def test_a_cache_hit_restores_the_stored_weights_and_pruners_prune_them():
+    config = tiny_config(methods=["none", "drop_last@keep:2"], suite="tests-cache", seeds=[7])
+    first = {o.method: o for o in run_benchmark(config, progress=False)}
+    second = {o.method: o for o in run_benchmark(config, progress=False)}
+    tags = [client().get_run(o["none"].run_id).data.tags for o in (first, second)]
+    key = tags[0]["transfer.key"]
+    assert tags[1]["transfer.key"] == key
     assert (tags[0]["transfer.cached"], tags[1]["transfer.cached"]) == ("False", "True")
-    assert first.metrics["test/acc"] == second.metrics["test/acc"]
+    stored = load_file(cache_dir() / "transfer" / key / "state.safetensors")
+    for outcomes in (first, second):  # `none` logs the transferred model it was given
+        logged = load_file(_artifact(outcomes["none"].run_id, "task_state.safetensors"))
+        assert logged.keys() == stored.keys()
+        assert all(torch.equal(logged[name], stored[name]) for name in stored)
+    for method in ("none", "drop_last@keep:2"):  # a pruner after a cache hit prunes the same model
+        assert first[method].status == second[method].status == "FINISHED"
+        assert first[method].metrics["test/acc"] == second[method].metrics["test/acc"]
+
+
+def test_the_logged_headline_is_the_last_epoch_and_the_best_is_kept_apart(monkeypatch):
+    calls = itertools.count()  # every training evaluates twice (2 epochs): 0.9, then 0.4
+    monkeypatch.setattr(bench.train, "evaluate", lambda *a, **k: (0.9, 0.4)[next(calls) % 2])
+    config = tiny_config(methods=["none", "retrained"], suite="tests-headline", seeds=[4242])
+    outcomes = run_benchmark(config, progress=False)
+    assert [o.status for o in outcomes] == ["FINISHED", "FINISHED"]
+    for outcome in outcomes:
+        metrics = client().get_run(outcome.run_id).data.metrics
+        assert (metrics["test/acc"], metrics["test/acc_best_of_evals"]) == (0.4, 0.9)
+        assert metrics["transfer/test_acc"] == 0.4
+    history = client().get_metric_history(outcomes[1].run_id, "retrain/test_acc")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
+        (1, 0.9),
+        (2, 0.4),
+    ]
+
+
+def test_a_runs_logged_task_state_rebuilds_the_model_it_measured(monkeypatch):
+    measured = {}
+
+    def store_and_keep(ctx, pruned):
+        measured[str(ctx.spec)] = copy.deepcopy(pruned.model).eval()
+        return store_step(ctx, pruned)
+
+    monkeypatch.setattr(bench.run, "store_step", store_and_keep)
+    methods = ["random_blocks@keep:2", "magnitude@keep:2"]
+    config = tiny_config(methods=methods, suite="tests-rebuild", seeds=[2])
+    outcomes = run_benchmark(config, progress=False)
+    assert [o.status for o in outcomes] == ["FINISHED", "FINISHED"], outcomes
+    data = load_data(config, get_task("digits"), progress=False)
+    _, eval_loader = data_loaders(config, data, config.train, CPU, 2)
+    x = next(iter(eval_loader))[0][:8]
+
+    def fresh(meta):  # the product's own model building, from what the state file records
+        return build_petl_model(config, get_task(meta["task"]), PetlSettings(**meta["petl"]),
+                                meta["seed"], CPU)  # fmt: skip
+
+    for outcome in outcomes:
+        path = _artifact(outcome.run_id, "task_state.safetensors")
+        assert read_task_state(path)[1]["pruner_state"]  # what the pruner decided is in it
+        rebuilt = rebuild(path, fresh).eval()
+        with torch.no_grad():
+            assert torch.equal(rebuilt(x), measured[outcome.method](x))
+        accuracy = evaluate(rebuilt, eval_loader, CPU, progress=False)
+        assert accuracy == outcome.metrics["test/acc"]
 
 
 @dataclass

@@ -71,17 +71,62 @@ def test_sigterm_ends_the_current_run_killed():
     assert client().get_run(run.run_id).info.status == "KILLED"
 
 
-def _cli(suite, vtab_root):
+def _tiny_options():
     kwargs = ",".join(f'"{k}":{v}' for k, v in TINY_VIT.items())
     return [
-        sys.executable, "-m", "bench", "sweep", "--preset", "demo", "--suite", suite,
-        "--tasks", "digits,eurosat", "--data", str(vtab_root), "--methods", "none,drop_last",
-        "--seeds", "0", "--budget", "keep:2", "--epochs", "2", "--no-progress",
+        "--preset", "demo", "--epochs", "2", "--no-progress",
         "--set", f"model.kwargs={{{kwargs}}}", "--set", "train.warmup_epochs=1",
         "--set", "train.eval_every=1", "--set", "measure.warmup_iters=1",
         "--set", "measure.timed_iters=2", "--set", "measure.rounds=1",
         "--set", "measure.batch_sizes=1,8",
     ]  # fmt: skip
+
+
+def _cli(suite, vtab_root):
+    return [
+        sys.executable, "-m", "bench", "sweep", "--suite", suite, "--tasks", "digits,eurosat",
+        "--data", str(vtab_root), "--methods", "none,drop_last", "--seeds", "0",
+        "--budget", "keep:2", *_tiny_options(),
+    ]  # fmt: skip
+
+
+def test_sigterm_to_a_bench_process_ends_its_run_killed():
+    suite = "tests-bench-term"
+    command = [sys.executable, "-m", "bench", "bench", "--suite", suite, "--methods", "retrained",
+               "--seeds", "31", *_tiny_options(), "--set", "retrain.epochs=100000"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if client().get_experiment_by_name(suite) and _runs(suite, "RUNNING"):
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, process.communicate()  # still retraining
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    (run,) = _runs(suite)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["error"].startswith("Terminated")
+
+
+def test_a_dry_run_prints_the_plan_and_runs_nothing(capsys, monkeypatch):
+    from bench.cli import main
+
+    def no_execution(*args, **kwargs):
+        raise AssertionError("a dry run executed the sweep")
+
+    monkeypatch.setattr(sweep, "execute", no_execution)
+    suite = "tests-dry-run"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--dry-run", "--suite", suite, "--tasks", "digits",
+              "--methods", "none,retrained", "--seeds", "0,1", *_tiny_options()])  # fmt: skip
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"sweep '{suite}'" in out and "4 cells over 1 tasks; 4 to run" in out
+    assert out.count("  run      digits ") == 4
+    experiment = client().get_experiment_by_name(suite)
+    assert experiment is None or not client().search_runs([experiment.experiment_id])
 
 
 def test_a_sweep_killed_part_way_and_restarted_finishes_each_cell_exactly_once(vtab_root):

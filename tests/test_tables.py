@@ -1,6 +1,7 @@
 """Tables from a fixed set of runs, checked against golden files; and from a real store."""
 
 import os
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -14,47 +15,78 @@ GOLDEN = Path(__file__).parent / "golden"
 REFERENCE = Path(__file__).parent.parent / "results" / "reference" / "vtab1k_petl.csv"
 
 
-BASE_ACC = {"none": 0.80, "retrained": 0.84, "sls": 0.78, "block_benefit": 0.70}
-BUDGETS = {"none": "none", "retrained": "none", "sls": "auto"}
-EPOCHS = {"none": 0.0, "retrained": 30.0, "sls": 30.0, "block_benefit": 40.0}
+TASKS = ["cifar", "eurosat", "clevr_count"]  # one per VTAB group
+SEEDS = (0, 1)
+# method: (base accuracy, budget, epochs after the transfer); every method's numbers differ
+METHODS = {
+    "none": (0.80, "none", 0.0),
+    "retrained": (0.84, "none", 30.0),
+    "sls": (0.78, "auto", 30.0),
+    "fixed_depth": (0.76, "sls-mean", 30.0),
+    "block_benefit": (0.70, "match-sls", 40.0),
+}
+BASE_ACC = {m: acc for m, (acc, _, _) in METHODS.items()}
+EPOCHS = "train/epochs_after_transfer"
 
 
-def _raw_runs() -> pd.DataFrame:
-    """What mlflow.search_runs returns for a small study: 3 tasks (one per VTAB group) × 4 methods
-    × 2 seeds, plus an older duplicate, a failed run and the `tables` run, which must not count."""
-    rows = []
-    for t, task in enumerate(["cifar", "eurosat", "clevr_count"]):
-        for method, acc in BASE_ACC.items():
-            for seed in (0, 1):
-                k = 8 + t - seed
-                blocks = 12 if method in ("none", "retrained") else k
-                rows.append({
-                    "status": "FINISHED", "start_time": pd.Timestamp(2026, 1, 1, t, seed),
-                    "tags.pruner": method, "tags.task": task, "tags.petl": "convpass",
-                    "params.budget": BUDGETS.get(method, "match-sls"),
-                    "params.seed": str(seed),
-                    "metrics.test/acc": acc + 0.01 * t + 0.02 * seed,
-                    "metrics.train/epochs_after_transfer": EPOCHS[method],
-                    "metrics.throughput/bs64": 100.0 * 12 / blocks,
-                    "metrics.speedup/bs64": 12 / blocks,
-                    "metrics.params/total": 85.8e6 * blocks / 12,
-                    "metrics.bytes/stored": 4000.0 * blocks,
-                    "metrics.blocks/kept": float(blocks),
-                    "metrics.sls/k": float(k) if method == "sls" else np.nan,
-                    **{f"metrics.sls/score/block_{b:02d}": (b / 12 if method == "sls" else np.nan)
-                       for b in range(1, 13)},
-                })  # fmt: skip
-    older = {**rows[0], "start_time": pd.Timestamp(2025, 1, 1), "metrics.test/acc": 0.1}
-    failed = {**rows[1], "status": "FAILED", "metrics.test/acc": 0.0}
+def _sls_k(t: int, seed: int) -> int:
+    return 8 + t - seed
+
+
+def _metrics(method: str, t: int, seed: int) -> dict[str, float]:
+    """One run's numbers: the layer-wise methods scale with the blocks they keep (sls its k,
+    fixed_depth 9 everywhere); block_benefit keeps every block at 55 % of the width."""
+    blocks = {"sls": _sls_k(t, seed), "fixed_depth": 9}.get(method, 12)
+    width = 0.55 if method == "block_benefit" else 1.0
+    speedup = 1.3 if method == "block_benefit" else 12 / blocks
+    return {
+        "test/acc": METHODS[method][0] + 0.01 * t + 0.02 * seed,
+        EPOCHS: METHODS[method][2],
+        "throughput/bs64": 100.0 * speedup,
+        "speedup/bs64": speedup,
+        "macs": 17.6e9 * blocks / 12 * width,
+        "params/total": 85.8e6 * blocks / 12 * width,
+        "bytes/stored": 4000.0 * blocks + (1500.0 if method == "block_benefit" else 0.0),
+        "blocks/kept": float(blocks),
+        "sls/k": float(_sls_k(t, seed)) if method == "sls" else np.nan,
+    }
+
+
+def _row(task: str, t: int, method: str, seed: int, source=("folder", "jpeg")) -> dict:
+    return {
+        "status": "FINISHED", "start_time": pd.Timestamp(2026, 1, 1, t, seed),
+        "tags.pruner": method, "tags.task": task, "tags.petl": "convpass",
+        "params.budget": METHODS[method][1], "params.seed": str(seed),
+        "params.data.source": source[0], "params.data.format": source[1],
+        **{f"metrics.{k}": v for k, v in _metrics(method, t, seed).items()},
+        **{f"metrics.sls/score/block_{b:02d}": (b / 12 if method == "sls" else np.nan)
+           for b in range(1, 13)},
+    }  # fmt: skip
+
+
+def _raw_runs(source=("folder", "jpeg")) -> pd.DataFrame:
+    """What mlflow.search_runs returns for a small study: 3 tasks × 5 methods × 2 seeds, plus
+    runs that must not count: for cifar/none/seed 0, a better older run placed first and a worse
+    oldest one (the newest counts: not the first, the best or the oldest); a newer, better
+    FAILED run; and the `tables` run."""
+    rows = [_row(task, t, method, seed, source)
+            for t, task in enumerate(TASKS) for method in METHODS for seed in SEEDS]  # fmt: skip
+    best = {**rows[0], "start_time": pd.Timestamp(2025, 6, 1), "metrics.test/acc": 0.99}
+    oldest = {**rows[0], "start_time": pd.Timestamp(2025, 1, 1), "metrics.test/acc": 0.1}
+    failed = {**rows[1], "status": "FAILED", "start_time": pd.Timestamp(2026, 3, 1),
+              "metrics.test/acc": 0.95}  # fmt: skip
     tables_run = {"status": "FINISHED", "start_time": pd.Timestamp(2026, 2, 1), "tags.pruner": None}
-    return pd.DataFrame([*rows, older, failed, tables_run])
+    return pd.DataFrame([best, *rows, oldest, failed, tables_run])
 
 
 def test_tidy_runs_keeps_the_newest_finished_benchmark_run_per_cell():
     runs = tidy_runs(_raw_runs())
-    assert len(runs) == 24
-    first = runs[(runs.task == "cifar") & (runs.method == "none") & (runs.seed == 0)]
-    assert first["test/acc"].tolist() == [pytest.approx(0.80)]
+    assert len(runs) == len(TASKS) * len(METHODS) * len(SEEDS)
+    cell = runs[(runs.task == "cifar") & (runs.seed == 0)].set_index("method")["test/acc"]
+    assert cell["none"] == pytest.approx(0.80)  # not 0.99 (best, first) nor 0.1 (oldest)
+    assert cell["sls"] == pytest.approx(0.78) and cell["fixed_depth"] == pytest.approx(0.76)
+    seed1 = runs[(runs.task == "cifar") & (runs.seed == 1) & (runs.method == "none")]
+    assert seed1["test/acc"].tolist() == [pytest.approx(0.82)]  # not the FAILED 0.95
 
 
 @pytest.mark.parametrize("name", ["accuracy.md", "efficiency.md", "sls_k.md", "accuracy.tex"])
@@ -119,8 +151,119 @@ def test_efficiency_shows_paired_deltas_against_both_controls_and_flags_other_ep
     assert table.loc["block_benefit", "note"] == (
         "trains 40 epochs after the transfer, retrained 30"
     )
-    assert table["note"].fillna("").loc[["none", "retrained", "sls"]].tolist() == ["", "", ""]
+    others = ["none", "retrained", "sls", "fixed_depth"]
+    assert table["note"].fillna("").loc[others].tolist() == ["", "", "", ""]
     assert list(table.index[:3]) == ["none", "retrained", "sls"]
+
+
+def _markdown_rows(path: Path) -> list[dict[str, str]]:
+    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [
+        dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
+        for line in lines[2:]
+    ]
+
+
+def _shown_as(text: str, value: float) -> bool:
+    """`text` is `value` as the tables show it: 3 significant digits, whole from 100 up."""
+    return abs(float(text) - value) <= max(0.5 if abs(value) >= 100 else 0.0, 5e-3 * abs(value))
+
+
+def _expected_efficiency() -> dict[str, dict[str, float]]:
+    """Per method, from the fixture's definition in plain Python: means over tasks and seeds, and
+    the accuracy change against each control on the same (task, seed), in points."""
+    cells = [(t, seed) for t in range(len(TASKS)) for seed in SEEDS]
+    expected = {}
+    for method in METHODS:
+        runs = [_metrics(method, t, seed) for t, seed in cells]
+
+        def mean(name, scale=1.0, runs=runs):
+            return statistics.mean(run[name] * scale for run in runs)
+
+        def delta(control, method=method):
+            return statistics.mean(
+                (_metrics(method, t, s)["test/acc"] - _metrics(control, t, s)["test/acc"]) * 100
+                for t, s in cells
+            )
+
+        expected[method] = {
+            "runs": len(runs), "acc (%)": mean("test/acc", 100.0),
+            "Δ vs none (pts)": delta("none"), "Δ vs retrained (pts)": delta("retrained"),
+            "img/s bs64": mean("throughput/bs64"), "speedup bs64": mean("speedup/bs64"),
+            "GMACs": mean("macs", 1e-9), "params (M)": mean("params/total", 1e-6),
+            "stored (KB)": mean("bytes/stored", 1e-3), "blocks kept": mean("blocks/kept"),
+            "epochs after transfer": mean(EPOCHS),
+        }  # fmt: skip
+    return expected
+
+
+def test_every_number_of_the_efficiency_table_is_the_fixtures(tmp_path):
+    build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE)
+    expected = _expected_efficiency()
+    numeric = pd.read_csv(tmp_path / "efficiency.csv").set_index("method")
+    shown = {row["method"]: row for row in _markdown_rows(tmp_path / "efficiency.md")}
+    assert list(shown) == ["none", "retrained", "sls", "block_benefit", "fixed_depth"]
+    for method, columns in expected.items():
+        assert set(shown[method]) == {"petl", "method", "note", *columns}
+        assert shown[method]["petl"] == "convpass"
+        for column, value in columns.items():
+            assert numeric.loc[method, column] == pytest.approx(value, rel=1e-9), (method, column)
+            assert _shown_as(shown[method][column], value), (method, column, shown[method][column])
+    notes = {m: row["note"] for m, row in shown.items()}
+    assert notes == {"none": "", "retrained": "", "sls": "", "fixed_depth": "",
+                     "block_benefit": "trains 40 epochs after the transfer, retrained 30"}  # fmt: skip
+
+
+def test_every_number_of_the_sls_k_table_is_the_fixtures(tmp_path):
+    build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE)
+    rows = _markdown_rows(tmp_path / "sls_k.md")
+    assert [row["task"] for row in rows] == TASKS  # VTAB order
+    for t, row in enumerate(rows):
+        assert row["petl"] == "convpass"
+        assert [int(row[f"k (seed {seed})"]) for seed in SEEDS] == [_sls_k(t, s) for s in SEEDS]
+    numeric = pd.read_csv(tmp_path / "sls_k.csv").set_index("task")
+    for t, task in enumerate(TASKS):
+        assert numeric.loc[task, "k (seed 0)"] == _sls_k(t, 0)
+
+
+def test_two_data_sources_of_one_cell_are_kept_apart_and_labelled(tmp_path):
+    """The same study from folder JPEGs and from tfds (5 points lower, logged later): both are
+    kept, every table shows each with its source, and accuracy changes pair within a source."""
+    folder = _raw_runs(("folder", "jpeg"))
+    tfds = _raw_runs(("tfds", "tensor"))
+    tfds["metrics.test/acc"] -= 0.05
+    tfds["start_time"] += pd.Timedelta(days=1)
+    runs = tidy_runs(pd.concat([folder, tfds], ignore_index=True))
+    assert len(runs) == 2 * len(TASKS) * len(METHODS) * len(SEEDS)
+    build_tables(runs, tmp_path, REFERENCE)
+    labels = {"convpass (folder/jpeg)": 0.0, "convpass (tfds/tensor)": -5.0}
+    accuracy = pd.read_csv(tmp_path / "accuracy_numeric.csv").set_index(["petl", "method"])
+    efficiency = pd.read_csv(tmp_path / "efficiency.csv").set_index(["petl", "method"])
+    for petl, shift in labels.items():
+        for method, acc in BASE_ACC.items():
+            assert accuracy.loc[(petl, method), "cifar"] == pytest.approx(acc * 100 + 1 + shift)
+            row = efficiency.loc[(petl, method)]
+            assert row["runs"] == len(TASKS) * len(SEEDS)
+            assert row["Δ vs none (pts)"] == pytest.approx((acc - BASE_ACC["none"]) * 100)
+    k = pd.read_csv(tmp_path / "sls_k.csv")
+    assert sorted(k["petl"]) == sorted(list(labels) * len(TASKS))
+    for name in ("accuracy.md", "efficiency.md", "sls_k.md"):
+        text = (tmp_path / name).read_text()
+        assert all(f"| {label} " in text for label in labels), name
+
+
+def test_a_store_with_one_cell_from_two_sources_shows_both_labelled(tmp_path):
+    suite = "tests-tables-sources"
+    for source, data_format, acc in (("folder", "jpeg", 0.6), ("tfds", "tensor", 0.7)):
+        params = {"budget": "auto", "seed": 0, "data.source": source, "data.format": data_format}
+        tags = {"pruner": "sls", "task": "eurosat", "petl": "convpass"}
+        with TrackedRun(suite, source, params, tags) as run:
+            run.log_metrics({"test/acc": acc, "sls/k": 6})
+    write_tables(suite, str(tmp_path), log=False)
+    rows = {r["petl"]: r for r in _markdown_rows(tmp_path / "accuracy.md") if r["seeds"]}
+    assert rows["convpass (folder/jpeg)"]["eurosat"] == "60.0"
+    assert rows["convpass (tfds/tensor)"]["eurosat"] == "70.0"
 
 
 def _curve_runs() -> pd.DataFrame:

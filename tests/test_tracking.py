@@ -1,5 +1,9 @@
-import pytest
+import os
 
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench.paths import results_dir
 from bench.tracking import TrackedRun, client, tracking_uri
 
 
@@ -38,5 +42,25 @@ def test_interrupted_run_is_recorded_as_killed():
     assert client().get_run(run.run_id).info.status == "KILLED"
 
 
-def test_store_is_the_session_store():
-    assert tracking_uri().startswith("sqlite:///") and tracking_uri().endswith("mlflow.db")
+def test_the_store_is_the_one_mlflow_tracking_uri_names(isolated_results):
+    default = f"sqlite:///{results_dir() / 'mlflow.db'}"
+    named = os.environ["MLFLOW_TRACKING_URI"]
+    assert named != default  # the fixture's store differs from the default, so this means something
+    assert tracking_uri() == named and client().tracking_uri == named
+    with TrackedRun("tests-tracking-uri", "here", {}, {}) as run:
+        run.log_metrics({"test/acc": 0.25})
+    assert MlflowClient(named).get_run(run.run_id).data.metrics["test/acc"] == 0.25
+    assert not (results_dir() / "mlflow.db").exists()
+
+
+def test_another_mlflow_tracking_uri_moves_every_run_and_unset_means_the_default(
+    tmp_path, monkeypatch
+):
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    with TrackedRun("tests-tracking-elsewhere", "there", {}, {}) as run:
+        pass
+    assert (tmp_path / "elsewhere.db").exists()
+    assert MlflowClient(elsewhere).get_run(run.run_id).info.status == "FINISHED"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking_uri() == f"sqlite:///{results_dir() / 'mlflow.db'}"

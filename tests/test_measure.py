@@ -1,0 +1,53 @@
+"""Speed and size by value: a model against itself measures about 1x, a truncated model is faster
+by about what its MACs say, and the MACs and parameter counts are the model's."""
+
+import copy
+
+import pytest
+import torch
+
+from bench.config import MeasureConfig
+from bench.measure import compare_throughput, count_macs, parameter_counts
+from bench.models.petl import attach_petl, resolve_settings
+from bench.models.truncate import keep_first
+from tests.conftest import tiny_vit
+
+CPU = torch.device("cpu")
+TIMING = MeasureConfig(batch_sizes=[8], warmup_iters=2, timed_iters=6, rounds=3)
+
+
+@pytest.fixture(scope="module")
+def deep_model():
+    """12 blocks, so keeping 2 cuts most of the compute (patch embedding and head stay)."""
+    return attach_petl(tiny_vit(depth=12), resolve_settings("convpass", "digits")).eval()
+
+
+def test_a_model_against_itself_measures_about_one(deep_model):
+    out = compare_throughput(deep_model, deep_model, 16, CPU, TIMING)
+    assert set(out) == {"throughput/bs8", "throughput_unpruned/bs8", "speedup/bs8"}
+    assert 0.6 < out["speedup/bs8"] < 1.6
+
+
+def test_a_truncated_model_is_faster_by_about_its_macs_ratio(deep_model):
+    truncated = keep_first(copy.deepcopy(deep_model), 2)
+    macs, macs_unpruned = count_macs(truncated, 16, CPU), count_macs(deep_model, 16, CPU)
+    ratio = macs / macs_unpruned
+    assert ratio < 0.35
+    out = compare_throughput(deep_model, truncated, 16, CPU, TIMING)
+    assert out["throughput/bs8"] > out["throughput_unpruned/bs8"]
+    # speedup = candidate / reference: above 1, and not above what the MACs allow (with margin)
+    assert 1.5 < out["speedup/bs8"] < 1.5 / ratio
+
+
+def test_macs_and_parameters_are_the_models():
+    model = tiny_vit(depth=1)
+    d, hidden, tokens = 32, 128, 17  # 4x4 patches of 4 px + CLS
+    block_linear = tokens * (d * 3 * d + d * d + 2 * d * hidden)
+    attention = 2 * tokens * tokens * d  # q @ k^T and attn @ v
+    patch_embed = 16 * (3 * 4 * 4) * d
+    head = d * 10
+    assert count_macs(model, 16, CPU) == block_linear + attention + patch_embed + head
+    counts = parameter_counts(attach_petl(model, resolve_settings("lora", "digits")))
+    lora = 4 * d * 8  # q and v, down and up, rank 8
+    assert counts["params/stored"] == counts["params/trainable"] == lora + d * 10 + 10
+    assert counts["params/stored_no_head"] == lora
