@@ -49,7 +49,7 @@ UNSUPPORTED = {
     ("taylor", "lora"): "LoRA",
     ("block_benefit", "lora"): "LoRA",
     ("spa", "lora"): "LoRA",
-    ("pear", "lora"): "parallel adapters",  # LoRA's updates cannot be shared between blocks
+    ("pear", "lora"): "per-block adapters",  # LoRA's updates cannot be shared between blocks
 }
 
 

@@ -30,7 +30,8 @@ FAST = {
     "block_benefit": {"epochs": 2, "batch_size": 32, "update_every": 2},
 }
 TESTED = {"none", "retrained", "sls", "drop_last", "fixed_depth", "random_blocks",
-          "block_influence", "magnitude", "taylor", "block_benefit", "pear", "spa"}  # fmt: skip
+          "block_influence", "magnitude", "taylor", "block_benefit", "pear", "spa",
+          "angular", "cka"}  # fmt: skip  (angular and cka: hand-built cases in test_similarity.py)
 
 
 def _prune(name, model, budget="keep:2", seed=0, options=None, tmp_path=None):
