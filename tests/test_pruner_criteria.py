@@ -29,9 +29,10 @@ FAST = {
     "spa": {"batches": 2, "batch_size": 16},
     "block_benefit": {"epochs": 2, "batch_size": 32, "update_every": 2},
 }
+# angular and cka: their hand-built cases are in test_similarity.py
 TESTED = {"none", "retrained", "sls", "drop_last", "fixed_depth", "random_blocks",
           "block_influence", "magnitude", "taylor", "block_benefit", "pear", "spa",
-          "angular", "cka"}  # fmt: skip  (angular and cka: hand-built cases in test_similarity.py)
+          "angular", "cka"}  # fmt: skip
 
 
 def _prune(name, model, budget="keep:2", seed=0, options=None, tmp_path=None):
