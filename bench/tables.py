@@ -12,6 +12,7 @@
 - sls_k.{md,csv,tex}: SLS's k per task and seed;
 - accuracy_vs_throughput.png and sls_scores.png;
 - the depth curve (`bench.depth_curve`): depth_curve.{csv,png} and sls_regret.{csv,md};
+- index.html (`bench.report`): all of the above on one self-contained page, images beside it;
 and logs them as artifacts of a `tables` run in the suite's experiment.
 Only FINISHED runs count; of repeated runs of a (task, PETL, method, budget, seed, evaluation
 split) the newest. The method tables hold runs evaluated on test; `drop_last` at an explicit
@@ -433,9 +434,12 @@ def build_tables(runs: pd.DataFrame, out: Path, reference: Path = REFERENCE_CSV)
 
 
 def write_tables(suite: str, out: str | None = None, log: bool = True) -> list[Path]:
+    from bench.report import write_index
+
     folder = Path(out) if out else results_dir() / "tables" / suite
     runs = tidy_runs(load_runs(suite))
     written = build_tables(runs, folder)
+    written.append(write_index(folder, written, suite))
     if log:
         log_tables(suite, written, len(runs))
     return written
