@@ -7,7 +7,9 @@ A run that raises ends FAILED (KILLED on Ctrl-C) with its error recorded as a ta
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import traceback
@@ -17,7 +19,7 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
@@ -25,6 +27,18 @@ from bench.paths import PROJECT_ROOT, results_dir  # noqa: E402
 
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow's limit on params per log_batch call
+NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
+BLOCK_METRIC = re.compile(r"^(?P<curve>.+)/block_(?P<block>\d+)$")
+
+
+def block_curves(metrics: dict[str, float]) -> dict[str, dict[int, float]]:
+    """`<curve>/block_NN` metrics grouped per curve: {curve: {block: value}}, blocks in order."""
+    curves: dict[str, dict[int, float]] = {}
+    for name, value in metrics.items():
+        match = BLOCK_METRIC.match(name)
+        if match and value is not None:
+            curves.setdefault(match["curve"], {})[int(match["block"])] = float(value)
+    return {curve: dict(sorted(values.items())) for curve, values in curves.items()}
 
 
 def tracking_uri() -> str:
@@ -117,7 +131,7 @@ class TrackedRun:
         self, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str]
     ):
         self.client = client()
-        experiment_id = get_experiment_id(self.client, experiment)
+        self.experiment_id = experiment_id = get_experiment_id(self.client, experiment)
         run = self.client.create_run(experiment_id, tags=tags, run_name=run_name)
         self.run_id = run.info.run_id
         self.params = params
@@ -147,6 +161,45 @@ class TrackedRun:
         items = [Metric(k, float(v), stamp, step) for k, v in metrics.items() if v is not None]
         for i in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def log_block_curves(self, metrics: dict[str, float]) -> None:
+        """Every `<curve>/block_NN` metric also as one stepped metric `<curve>` (step = block), so
+        the MLflow UI draws the per-block curve as one line chart and overlays runs. The flat
+        names stay: `mlflow.search_runs` (the tables) returns only a stepped metric's last value."""
+        stamp = _now_ms()
+        items = [
+            Metric(curve, value, stamp, block)
+            for curve, values in block_curves(metrics).items()
+            for block, value in values.items()
+        ]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def log_dataset(
+        self,
+        name: str,
+        digest: str,
+        source_type: str,
+        source: dict,
+        profile: dict,
+        schema: dict | None = None,
+        context: str = "train",
+    ) -> None:
+        """One MLflow dataset input (the UI's Dataset column), used in `context`."""
+        dataset = Dataset(
+            name=name,
+            digest=digest,
+            source_type=source_type,
+            source=json.dumps(source),
+            schema=json.dumps(schema) if schema else None,
+            profile=json.dumps(profile),
+        )
+        tags = [InputTag("mlflow.data.context", context)]
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset, tags)])
+
+    def set_description(self, markdown: str) -> None:
+        """The run's description (MLflow's note), shown on the run page and in the runs table."""
+        self.client.set_tag(self.run_id, NOTE_TAG, markdown)
 
     def log_history(self, prefix: str, history: list[dict]) -> None:
         """Per-epoch values as `<prefix>/<name>` with the epoch as step, in one batch."""
