@@ -241,3 +241,16 @@ def test_index_page_shows_every_table_and_plot_with_images_beside_it(tmp_path):
     assert "Efficiency: means over tasks and seeds" in page.headings
     assert "81.0 ± 1.4" in page.text  # a cell of the accuracy table, as in accuracy.md
     assert "http" not in index.read_text().replace("http://www.w3.org", "")  # nothing fetched
+
+
+def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
+    from bench.tables import pareto_front
+
+    points = pd.DataFrame({"x": [1.0, 2.0, 3.0, 2.0, 1.0], "y": [90.0, 85.0, 80.0, 80.0, 89.0]})
+    assert pareto_front(points, "x", "y").tolist() == [True, True, True, False, False]
+
+
+def test_plots_people_expect_are_written(tmp_path):
+    written = {p.name for p in build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE)}
+    expected = {"accuracy_vs_throughput.png", "accuracy_vs_stored_bytes.png", "sls_scores.png"}
+    assert expected <= written
