@@ -49,6 +49,25 @@ def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # runs, not GenAI pages
+
+
+def runs_table_links(client: MlflowClient, base: str, suite: str) -> str:
+    """What `make ui` prints first: the suite's runs table (MLflow 3 opens on a GenAI overview),
+    then the other suites'. Marks each experiment as model development, so the UI opens on runs."""
+    experiments = [e for e in client.search_experiments() if e.name != "Default"]
+    lines = []
+    for experiment in sorted(experiments, key=lambda e: e.name != suite):
+        if experiment.tags.get(EXPERIMENT_KIND[0]) is None:
+            client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+        url = f"{base}/#/experiments/{experiment.experiment_id}/runs"
+        label = "runs table of suite" if experiment.name == suite else "  other suite"
+        lines.append(f"{label} {experiment.name!r}: {url}")
+    if not any(e.name == suite for e in experiments):
+        lines.insert(0, f"suite {suite!r} has no runs yet (make bench SUITE={suite} ...)")
+    return "\n".join(lines)
+
+
 def get_experiment_id(client: MlflowClient, name: str) -> str:
     """The suite's experiment, created with an explicit artifact location on local stores."""
     experiment = client.get_experiment_by_name(name)
@@ -58,7 +77,9 @@ def get_experiment_id(client: MlflowClient, name: str) -> str:
     if _is_local(client.tracking_uri):
         location = (results_dir() / "mlartifacts" / name).resolve().as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(
+            name, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+        )
     except MlflowException:  # another process created it in the meantime
         experiment = client.get_experiment_by_name(name)
         if experiment is None:

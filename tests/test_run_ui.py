@@ -58,3 +58,20 @@ def test_block_curves_group_flat_block_metrics_in_block_order():
         "angular/removed": {1: 1.0},
     }
     assert list(block_curves(metrics)["sls/score"]) == [2, 10]
+
+
+def test_ui_links_the_suite_runs_table_first_and_opens_experiments_on_runs():
+    from bench.tracking import EXPERIMENT_KIND, get_experiment_id, runs_table_links
+
+    store = client()
+    other = get_experiment_id(store, "tests-links-other")
+    suite = get_experiment_id(store, "tests-links")
+    text = runs_table_links(store, "http://127.0.0.1:5000", "tests-links")
+    first = text.splitlines()[0]
+    assert (
+        first
+        == f"runs table of suite 'tests-links': http://127.0.0.1:5000/#/experiments/{suite}/runs"
+    )
+    assert f"#/experiments/{other}/runs" in text
+    assert store.get_experiment(suite).tags[EXPERIMENT_KIND[0]] == EXPERIMENT_KIND[1]
+    assert "has no runs yet" in runs_table_links(store, "http://h", "no-such-suite").splitlines()[0]
