@@ -61,8 +61,12 @@ def runs_table_links(client: MlflowClient, base: str, suite: str) -> str:
         if experiment.tags.get(EXPERIMENT_KIND[0]) is None:
             client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
         url = f"{base}/#/experiments/{experiment.experiment_id}/runs"
-        label = "runs table of suite" if experiment.name == suite else "  other suite"
-        lines.append(f"{label} {experiment.name!r}: {url}")
+        if experiment.name == suite:
+            lines += [f"runs table of suite {suite!r}: {url}",
+                      f"  its charts (type test/acc, sls/score in the search box): {url}"
+                      "?compareRunsMode=CHART"]  # fmt: skip
+        else:
+            lines.append(f"  other suite {experiment.name!r}: {url}")
     if not any(e.name == suite for e in experiments):
         lines.insert(0, f"suite {suite!r} has no runs yet (make bench SUITE={suite} ...)")
     return "\n".join(lines)

@@ -72,6 +72,7 @@ def test_ui_links_the_suite_runs_table_first_and_opens_experiments_on_runs():
         first
         == f"runs table of suite 'tests-links': http://127.0.0.1:5000/#/experiments/{suite}/runs"
     )
+    assert text.splitlines()[1].endswith(f"#/experiments/{suite}/runs?compareRunsMode=CHART")
     assert f"#/experiments/{other}/runs" in text
     assert store.get_experiment(suite).tags[EXPERIMENT_KIND[0]] == EXPERIMENT_KIND[1]
     assert "has no runs yet" in runs_table_links(store, "http://h", "no-such-suite").splitlines()[0]
