@@ -54,7 +54,7 @@ help:
 	@echo "make tasks   the 19 VTAB-1k tasks and whether their data is found (DATA=...)"
 	@echo "make prepare TASK=<task|all> DATA=<dir> [EXPORT=<dir>]  prepare tfds data"
 	@echo "make test    run the test suite"
-	@echo "make ui      open the MLflow UI on 127.0.0.1:5000"
+	@echo "make ui      the MLflow UI on 127.0.0.1:5000; prints the link to SUITE's runs table"
 	@echo "make lint    ruff"
 
 $(STAMP): pyproject.toml
@@ -97,7 +97,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ui: $(STAMP)
-	$(PY) -m bench ui
+	$(PY) -m bench ui --suite $(SUITE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -100,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--export", help="also write the task(s) in the vtab-1k folder layout here"
     )
 
-    commands.add_parser("ui", help="the MLflow UI over the project's tracking store (127.0.0.1)")
+    ui = commands.add_parser(
+        "ui", help="the MLflow UI over the project's tracking store (127.0.0.1)"
+    )
+    ui.add_argument("--suite", default="demo", help="the suite whose runs table to link first")
     commands.add_parser("presets", help="list the presets")
     return parser
 
@@ -222,10 +225,11 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from bench.tracking import client, tracking_uri
+    from bench.tracking import client, runs_table_links, tracking_uri
 
-    client()  # creates the store folder
+    store = client()  # creates the store folder
     port = os.environ.get("PORT", "5000")
+    print(runs_table_links(store, f"http://127.0.0.1:{port}", args.suite), flush=True)
     argv = [
         "-m",
         "mlflow",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from bench.errors import UserError
@@ -15,8 +15,13 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps names (and aliases) to objects. Entries may be lazy "module:attr" strings."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(
+        self, kind: str, suggest: Callable[[str, list[str]], str | None] | None = None
+    ) -> None:
+        """`suggest(name, known)` replaces the plain closest-spelling guess of the error message
+        (e.g. tasks: never a sibling task that predicts another attribute)."""
         self.kind = kind
+        self._suggest = suggest
         self._entries: dict[str, T | str] = {}
         self._aliases: dict[str, str] = {}
 
@@ -68,6 +73,10 @@ class Registry(Generic[T]):
 
     def _unknown_message(self, name: str) -> str:
         known = sorted([*self._entries, *self._aliases])
-        close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        if self._suggest is not None:
+            guess = self._suggest(name, known)
+        else:
+            close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+            guess = close[0] if close else None
+        hint = f" Did you mean {guess!r}?" if guess else ""
         return f"unknown {self.kind} {name!r}.{hint} Valid: {', '.join(sorted(self._entries))}"

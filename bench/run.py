@@ -29,6 +29,7 @@ from bench import measure
 from bench.budget import achieved_budget, requested_budget
 from bench.config import Recipe, RunConfig, flatten
 from bench.data import BatchLoader, ImageSplit, cached_split, resolve_source
+from bench.describe import control_accuracies, dataset_input, run_description
 from bench.errors import UserError
 from bench.models.backbone import create_backbone, weights_sha256
 from bench.models.petl import PetlSettings, attach_petl, merged_copy, resolve_settings
@@ -339,6 +340,7 @@ def run_method(ctx: RunContext, spec: MethodSpec) -> Outcome:
             ctx = replace(ctx, run=run, workdir=Path(tmp))
             budget, source = resolve_budget(ctx, budget)
             run.log_params({"budget.resolved": str(budget), "budget.source": source})
+            dataset_step(ctx)
             metrics = prune_and_measure(ctx, budget)
             if claim and (owner := claim_cell(run.run_id, key)) != run.run_id:
                 raise CellTaken(owner)  # a racer started in the same instant: it keeps the cell
@@ -471,12 +473,30 @@ def store_step(ctx: RunContext, pruned: PruneResult) -> int:
 def log_step(ctx: RunContext, pruned: PruneResult, metrics: dict[str, float]) -> None:
     run = ctx.run
     run.log_metrics(metrics)
+    run.log_block_curves(metrics)  # `sls/score` etc. stepped by block, beside the flat names
+    run.set_description(describe_step(ctx, metrics))
     if pruned.tags:
         run.set_tags(pruned.tags)
     run.log_dict(ctx.config.to_dict(), "config.json")
     run.log_dict(pruned.decision or {"pruner": ctx.pruner.name}, "decision.json")
     for path in [ctx.workdir / "task_state.safetensors", *pruned.artifacts]:
         run.log_artifact(path)
+
+
+def dataset_step(ctx: RunContext) -> None:
+    """The task's data as the run's MLflow dataset input (the runs table's Dataset column)."""
+    d, data = ctx.config.data, ctx.data
+    ctx.run.log_dataset(**dataset_input(
+        data.task, data.source_name, d.data_dir, d.train_split, d.eval_split, len(data.train),
+        len(data.eval), (data.train.key, data.eval.key), d.image_size))  # fmt: skip
+
+
+def describe_step(ctx: RunContext, metrics: dict[str, float]) -> str:
+    """The run's Markdown description; Δ against the controls already in the store."""
+    controls = control_accuracies(ctx.run.client, ctx.run.experiment_id, ctx.transfer.key,
+                                  ctx.config.data.eval_split)  # fmt: skip
+    return run_description(ctx.data.task.name, ctx.settings.method, str(ctx.spec), ctx.seed,
+                           metrics, controls, len(ctx.transfer.model.blocks))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

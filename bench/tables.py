@@ -10,8 +10,10 @@
   speedup, MACs, parameters, stored per-task bytes and epochs trained after the transfer (a
   method whose count differs from the control's is flagged);
 - sls_k.{md,csv,tex}: SLS's k per task and seed;
-- accuracy_vs_throughput.png and sls_scores.png;
+- accuracy_vs_throughput.png (every method, error bars over seeds, Pareto front marked),
+  accuracy_vs_stored_bytes.png (per task) and sls_scores.png (score curves, T and k);
 - the depth curve (`bench.depth_curve`): depth_curve.{csv,png} and sls_regret.{csv,md};
+- index.html (`bench.report`): all of the above on one self-contained page, images beside it;
 and logs them as artifacts of a `tables` run in the suite's experiment.
 Only FINISHED runs count; of repeated runs of a (task, PETL, method, budget, seed, evaluation
 split, data source) the newest. Data sources are never mixed: where a suite holds runs from more
@@ -318,24 +320,105 @@ def sls_k_table(runs: pd.DataFrame) -> pd.DataFrame:
 # plots
 
 
-def plot_accuracy_vs_throughput(runs: pd.DataFrame, path: Path) -> Path | None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _over_seeds(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
+    """Per `keys`: each seed's mean over tasks, then mean and sample std over seeds."""
+    per_seed = runs.groupby([*keys, "seed"])[columns].mean()
+    stats = per_seed.groupby(level=keys).agg(["mean", "std"])
+    return stats.fillna({(c, "std"): 0.0 for c in columns})
+
+
+def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """True where no other point is at least as good on both axes and better on one."""
+    xs, ys = points[x].to_numpy(float), points[y].to_numpy(float)
+    front = [
+        not any((xs >= xi) & (ys >= yi) & ((xs > xi) | (ys > yi)))
+        for xi, yi in zip(xs, ys, strict=True)
+    ]
+    return pd.Series(front, index=points.index)
+
+
+def plot_accuracy_vs_throughput(runs: pd.DataFrame, path: Path) -> Path | None:
+    """Every (PETL, method): accuracy against throughput, means over tasks, error bars over seeds
+    (sample std of the per-seed means), the Pareto front marked and joined."""
+    plt = _pyplot()
     speed = next((m for m in ("throughput/bs64", "throughput/bs1") if m in runs.columns), None)
     if speed is None or "test/acc" not in runs:
         return None
-    points = runs.groupby(ROW_KEYS)[["test/acc", speed]].mean()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    stats = _over_seeds(runs, ROW_KEYS, ["test/acc", speed])
+    points = pd.DataFrame({
+        "x": stats[(speed, "mean")], "xerr": stats[(speed, "std")],
+        "y": stats[("test/acc", "mean")] * 100, "yerr": stats[("test/acc", "std")] * 100,
+    })  # fmt: skip
+    points = points.dropna(subset=["x", "y"])
+    if points.empty:
+        return None
+    points["front"] = pareto_front(points, "x", "y")
+    fig, ax = plt.subplots(figsize=(7, 5))
     for (petl, method), row in points.iterrows():
-        ax.scatter(row[speed], row["test/acc"] * 100, s=40)
-        ax.annotate(f"{method} ({petl})", (row[speed], row["test/acc"] * 100), fontsize=8,
-                    xytext=(4, 2), textcoords="offset points")  # fmt: skip
+        ax.errorbar(row["x"], row["y"], xerr=row["xerr"], yerr=row["yerr"], fmt="o", ms=6,
+                    capsize=3, label=f"{method} ({petl})")  # fmt: skip
+        ax.annotate(f"{method} ({petl})", (row["x"], row["y"]), fontsize=8,
+                    xytext=(5, 3), textcoords="offset points")  # fmt: skip
+    front = points[points["front"]].sort_values("x")
+    ax.plot(front["x"], front["y"], color="black", linestyle="--", linewidth=1, zorder=0,
+            label="Pareto front")  # fmt: skip
+    ax.scatter(front["x"], front["y"], s=160, facecolors="none", edgecolors="black", zorder=3)
     ax.set_xlabel(f"{speed.replace('/', ' ')} (images/s, mean over tasks)")
     ax.set_ylabel("test accuracy (%), mean over tasks")
+    ax.set_title("error bars: std over seeds; circled: Pareto front", fontsize=9)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_vs_stored_bytes(runs: pd.DataFrame, path: Path) -> Path | None:
+    """Per task: accuracy against the bytes stored for it (on the shared backbone), every
+    (PETL, method), mean over seeds with std error bars; log x axis."""
+    plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
+
+    if "bytes/stored" not in runs or "test/acc" not in runs:
+        return None
+    runs = runs.dropna(subset=["bytes/stored", "test/acc"])
+    if runs.empty:
+        return None
+    stats = _over_seeds(runs, ["task", *ROW_KEYS], ["test/acc", "bytes/stored"])
+    tasks = task_order(runs["task"].unique())
+    cols = min(4, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    labels = [f"{m} ({p})" for p, m in stats.droplevel("task").index.unique()]
+    colours = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for (petl, method), row in stats.loc[task].iterrows():
+            label = f"{method} ({petl})"
+            ax.errorbar(row[("bytes/stored", "mean")] / 1e3, row[("test/acc", "mean")] * 100,
+                        yerr=row[("test/acc", "std")] * 100, fmt="o", capsize=3,
+                        color=colours[label], label=label)  # fmt: skip
+        ax.set_xscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="x", which="both", labelsize=7)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("stored per task (KB, log)", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -343,12 +426,9 @@ def plot_accuracy_vs_throughput(runs: pd.DataFrame, path: Path) -> Path | None:
 
 
 def plot_sls_scores(runs: pd.DataFrame, path: Path) -> Path | None:
-    """SLS's per-block score curve of every SLS run, one panel per task, k marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """SLS's per-block score curve of every SLS run, one panel per task, with the threshold T
+    (dashed, where the rule has one) and the chosen depth k (dotted)."""
+    plt = _pyplot()
     score_columns = sorted(c for c in runs.columns if c.startswith("sls/score/block_"))
     sls = runs[runs["method"] == "sls"]
     if sls.empty or not score_columns:
@@ -356,20 +436,26 @@ def plot_sls_scores(runs: pd.DataFrame, path: Path) -> Path | None:
     tasks = task_order(sls["task"].unique())
     cols = min(4, len(tasks))
     rows = math.ceil(len(tasks) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False)
     blocks = [int(c.rsplit("_", 1)[1]) for c in score_columns]
     for ax, task in zip(axes.flat, tasks, strict=False):
-        for _, run in sls[sls["task"] == task].iterrows():
+        for i, (_, run) in enumerate(sls[sls["task"] == task].iterrows()):
+            colour = f"C{i % 10}"
             ax.plot(blocks, run[score_columns].to_numpy(float), marker=".", alpha=0.8,
-                    label=f"{run['petl']} seed {run['seed']}")  # fmt: skip
+                    color=colour, label=f"{run['petl']} seed {run['seed']}")  # fmt: skip
+            threshold = run.get("sls/threshold", np.nan)
+            if not math.isnan(threshold):
+                ax.axhline(threshold, color=colour, linestyle="--", linewidth=1,
+                           label=f"T = {threshold:.3g}")  # fmt: skip
             if not math.isnan(run.get("sls/k", np.nan)):
-                ax.axvline(run["sls/k"], color="grey", linestyle=":", linewidth=1)
+                ax.axvline(run["sls/k"], color=colour, linestyle=":", linewidth=1.2,
+                           label=f"k = {int(run['sls/k'])}")  # fmt: skip
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("block", fontsize=8)
+        ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     axes[0][0].set_ylabel("score")
-    axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -448,7 +534,7 @@ def build_tables(runs: pd.DataFrame, out: Path, reference: Path = REFERENCE_CSV)
     if not k.empty:
         written += save_table(k, out / "sls_k", "SLS's depth k per task")
     written += write_criteria_table(runs, out)
-    for plot in (plot_accuracy_vs_throughput, plot_sls_scores):
+    for plot in (plot_accuracy_vs_throughput, plot_accuracy_vs_stored_bytes, plot_sls_scores):
         path = plot(runs, out / f"{plot.__name__.removeprefix('plot_')}.png")
         if path:
             written.append(path)
@@ -456,9 +542,12 @@ def build_tables(runs: pd.DataFrame, out: Path, reference: Path = REFERENCE_CSV)
 
 
 def write_tables(suite: str, out: str | None = None, log: bool = True) -> list[Path]:
+    from bench.report import write_index
+
     folder = Path(out) if out else results_dir() / "tables" / suite
     runs = tidy_runs(load_runs(suite))
     written = build_tables(runs, folder)
+    written.append(write_index(folder, written, suite))
     if log:
         log_tables(suite, written, len(runs))
     return written

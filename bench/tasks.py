@@ -7,6 +7,7 @@ as data, so it can be tested without any dataset on disk.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 from bench.registry import Registry
@@ -75,7 +76,15 @@ VTAB_TASKS: tuple[TaskSpec, ...] = (
         "test",
         aliases=("cifar100", "cifar-100"),
     ),
-    _task("caltech101", "natural", 102, "caltech101:3.*.*", "train[2754:2954]", "test"),
+    _task(
+        "caltech101",
+        "natural",
+        102,
+        "caltech101:3.*.*",
+        "train[2754:2954]",
+        "test",
+        aliases=("caltech", "caltech_101"),
+    ),
     _task("dtd", "natural", 47, "dtd:3.*.*", "validation[:200]", "test"),
     _task(
         "oxford_flowers102",
@@ -84,19 +93,30 @@ VTAB_TASKS: tuple[TaskSpec, ...] = (
         "oxford_flowers102:2.*.*",
         "validation[:200]",
         "test",
-        aliases=("flowers102", "flowers"),
+        aliases=("flowers102", "flowers", "oxford_flowers"),
     ),
     _task(
         "oxford_iiit_pet",
         "natural",
         37,
-        "oxford_iiit_pet",
+        "oxford_iiit_pet:4.*.*",
         "train[2944:3144]",
         "test",
-        aliases=("pets", "oxford_pet"),
-        notes="tfds 4.9 builds only 4.0.0",
+        aliases=("pets", "pet", "oxford_pet", "oxford_pets"),
+        notes=(
+            "task_adaptation used oxford_iiit_pet:3.*.*; tfds 4.x builds only 4.0.0 (adds head "
+            "bounding boxes, fixes corrupt images, new download URL; same 37 classes and splits)"
+        ),
     ),
-    _task("svhn", "natural", 10, "svhn_cropped:3.*.*", "train[65931:66131]", "test"),
+    _task(
+        "svhn",
+        "natural",
+        10,
+        "svhn_cropped:3.*.*",
+        "train[65931:66131]",
+        "test",
+        aliases=("svhn_cropped",),
+    ),
     _task("sun397", "natural", 397, "sun397/tfds:4.*.*", "validation[:200]", "test"),
     _task(
         "patch_camelyon",
@@ -136,6 +156,7 @@ VTAB_TASKS: tuple[TaskSpec, ...] = (
         "clevr:3.*.*",
         "train[63000:63200]",
         "validation",
+        aliases=("clevr_count_all",),
         label_rule="clevr_count",
         notes="test = validation: tfds test has no labels",
     ),
@@ -146,6 +167,7 @@ VTAB_TASKS: tuple[TaskSpec, ...] = (
         "clevr:3.*.*",
         "train[63000:63200]",
         "validation",
+        aliases=("clevr_distance", "clevr_closest_object_distance"),
         label_rule="clevr_dist",
         notes="test = validation: tfds test has no labels",
     ),
@@ -168,6 +190,7 @@ VTAB_TASKS: tuple[TaskSpec, ...] = (
         "dsprites:2.*.*",
         "train[589824:590024]",
         "train[663552:]",
+        aliases=("dsprites_position", "dsprites_location", "dsprites_x_position", "dsprites_xpos"),
         label_rule="dsprites_loc",
         image_rule="binary_to_255",
     ),
@@ -178,6 +201,7 @@ VTAB_TASKS: tuple[TaskSpec, ...] = (
         "dsprites:2.*.*",
         "train[589824:590024]",
         "train[663552:]",
+        aliases=("dsprites_orientation", "dsprites_orient"),
         label_rule="dsprites_ori",
         image_rule="binary_to_255",
     ),
@@ -188,6 +212,7 @@ VTAB_TASKS: tuple[TaskSpec, ...] = (
         "smallnorb:2.*.*",
         "test[:200]",
         "test[50%:]",
+        aliases=("smallnorb_azimuth",),
         label_rule="smallnorb_azi",
     ),
     _task(
@@ -197,6 +222,7 @@ VTAB_TASKS: tuple[TaskSpec, ...] = (
         "smallnorb:2.*.*",
         "test[:200]",
         "test[50%:]",
+        aliases=("smallnorb_elevation",),
         label_rule="smallnorb_ele",
     ),
 )
@@ -212,7 +238,39 @@ DIGITS = TaskSpec(
     notes="scikit-learn digits: a pipeline smoke check, not evidence about the methods",
 )
 
-TASKS: Registry[TaskSpec] = Registry("task")
+# Builders whose tasks differ only in the attribute they predict: a misspelt name is matched on
+# its attribute word, so "did you mean" never offers the sibling task of another attribute.
+FAMILIES = ("dsprites", "smallnorb", "clevr")
+
+
+def _attribute_words(family: str) -> dict[str, str]:
+    """Attribute word (from the name and aliases, after `<family>_`) -> task name."""
+    words = {}
+    for task in VTAB_TASKS:
+        for key in (task.name, *task.aliases):
+            if key.startswith(family + "_"):
+                words[key[len(family) + 1 :]] = task.name
+    return words
+
+
+def suggest_task(name: str, known: list[str]) -> str | None:
+    """The did-you-mean guess for an unknown task name, or None."""
+    query = name.strip().lower().replace("-", "_")
+    for family in FAMILIES:
+        head, _, attribute = query.partition("_")
+        if difflib.SequenceMatcher(None, head, family).ratio() < 0.75:
+            continue
+        words = _attribute_words(family)
+        close = difflib.get_close_matches(attribute, list(words), n=3, cutoff=0.6)
+        if attribute:
+            close += [w for w in words if w.startswith(attribute) or attribute.startswith(w)]
+        tasks = {words[w] for w in close}
+        return tasks.pop() if len(tasks) == 1 else None  # no guess between attributes
+    close = difflib.get_close_matches(query, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+TASKS: Registry[TaskSpec] = Registry("task", suggest=suggest_task)
 for _spec in (*VTAB_TASKS, DIGITS):
     TASKS.register(_spec.name, _spec, aliases=_spec.aliases)
 

@@ -9,7 +9,9 @@ sets its `heartbeat` tag every minute, so a sweep on any host can tell a live ru
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import traceback
@@ -19,7 +21,7 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
@@ -29,6 +31,8 @@ MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow's limit on params per log_batch call
 HEARTBEAT_SECONDS = 60.0
 HEARTBEAT_TAG = "heartbeat"  # unix seconds of the last beat
+NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
+BLOCK_METRIC = re.compile(r"^(?P<curve>.+)/block_(?P<block>\d+)$")
 
 
 def one_line(err: BaseException) -> str:
@@ -38,12 +42,45 @@ def one_line(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def block_curves(metrics: dict[str, float]) -> dict[str, dict[int, float]]:
+    """`<curve>/block_NN` metrics grouped per curve: {curve: {block: value}}, blocks in order."""
+    curves: dict[str, dict[int, float]] = {}
+    for name, value in metrics.items():
+        match = BLOCK_METRIC.match(name)
+        if match and value is not None:
+            curves.setdefault(match["curve"], {})[int(match["block"])] = float(value)
+    return {curve: dict(sorted(values.items())) for curve, values in curves.items()}
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{results_dir() / 'mlflow.db'}"
 
 
 def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # runs, not GenAI pages
+
+
+def runs_table_links(client: MlflowClient, base: str, suite: str) -> str:
+    """What `make ui` prints first: the suite's runs table (MLflow 3 opens on a GenAI overview),
+    then the other suites'. Marks each experiment as model development, so the UI opens on runs."""
+    experiments = [e for e in client.search_experiments() if e.name != "Default"]
+    lines = []
+    for experiment in sorted(experiments, key=lambda e: e.name != suite):
+        if experiment.tags.get(EXPERIMENT_KIND[0]) is None:
+            client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+        url = f"{base}/#/experiments/{experiment.experiment_id}/runs"
+        if experiment.name == suite:
+            lines += [f"runs table of suite {suite!r}: {url}",
+                      f"  its charts (type test/acc, sls/score in the search box): {url}"
+                      "?compareRunsMode=CHART"]  # fmt: skip
+        else:
+            lines.append(f"  other suite {experiment.name!r}: {url}")
+    if not any(e.name == suite for e in experiments):
+        lines.insert(0, f"suite {suite!r} has no runs yet (make bench SUITE={suite} ...)")
+    return "\n".join(lines)
 
 
 def get_experiment_id(client: MlflowClient, name: str) -> str:
@@ -55,7 +92,9 @@ def get_experiment_id(client: MlflowClient, name: str) -> str:
     if _is_local(client.tracking_uri):
         location = (results_dir() / "mlartifacts" / name).resolve().as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(
+            name, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+        )
     except MlflowException:  # another process created it in the meantime
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -166,7 +205,7 @@ class TrackedRun:
         heartbeat: float | None = HEARTBEAT_SECONDS,
     ):
         self.client = client()
-        experiment_id = get_experiment_id(self.client, experiment)
+        self.experiment_id = experiment_id = get_experiment_id(self.client, experiment)
         run = self.client.create_run(experiment_id, tags=tags, run_name=run_name)
         self.run_id = run.info.run_id
         self.params = params
@@ -201,6 +240,45 @@ class TrackedRun:
         items = [Metric(k, float(v), stamp, step) for k, v in metrics.items() if v is not None]
         for i in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def log_block_curves(self, metrics: dict[str, float]) -> None:
+        """Every `<curve>/block_NN` metric also as one stepped metric `<curve>` (step = block), so
+        the MLflow UI draws the per-block curve as one line chart and overlays runs. The flat
+        names stay: `mlflow.search_runs` (the tables) returns only a stepped metric's last value."""
+        stamp = _now_ms()
+        items = [
+            Metric(curve, value, stamp, block)
+            for curve, values in block_curves(metrics).items()
+            for block, value in values.items()
+        ]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def log_dataset(
+        self,
+        name: str,
+        digest: str,
+        source_type: str,
+        source: dict,
+        profile: dict,
+        schema: dict | None = None,
+        context: str = "train",
+    ) -> None:
+        """One MLflow dataset input (the UI's Dataset column), used in `context`."""
+        dataset = Dataset(
+            name=name,
+            digest=digest,
+            source_type=source_type,
+            source=json.dumps(source),
+            schema=json.dumps(schema) if schema else None,
+            profile=json.dumps(profile),
+        )
+        tags = [InputTag("mlflow.data.context", context)]
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset, tags)])
+
+    def set_description(self, markdown: str) -> None:
+        """The run's description (MLflow's note), shown on the run page and in the runs table."""
+        self.client.set_tag(self.run_id, NOTE_TAG, markdown)
 
     def log_history(self, prefix: str, history: list[dict]) -> None:
         """Per-epoch values as `<prefix>/<name>` with the epoch as step, in one batch."""

@@ -125,6 +125,7 @@ def test_tables_from_the_store_are_written_and_logged_to_the_suite(tmp_path):
     (tables_run,) = client().search_runs([experiment], "tags.kind = 'tables'")
     logged = {a.path for a in client().list_artifacts(tables_run.info.run_id, "tables")}
     assert {f"tables/{p.name}" for p in written} == logged
+    assert "tables/index.html" in logged
     again = write_tables(suite, str(tmp_path / "again"), log=False)  # the tables run is no run
     assert (tmp_path / "again" / "accuracy.md").read_text() == (
         tmp_path / "out" / "accuracy.md"
@@ -343,3 +344,57 @@ def test_no_epoch_note_when_every_method_trains_as_long_as_the_control(tmp_path)
     table = pd.read_csv(tmp_path / "efficiency.csv")
     assert table["note"].isna().all()
     assert list(table["method"]) == ["none", "retrained", "sls", "fixed_depth"]
+
+
+def test_index_page_shows_every_table_and_plot_with_images_beside_it(tmp_path):
+    from html.parser import HTMLParser
+
+    from bench.report import write_index
+
+    written = build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE)
+    index = write_index(tmp_path, written, "golden")
+    assert index == tmp_path / "index.html"
+
+    class Page(HTMLParser):
+        images, links, tables, headings, text = [], [], 0, [], []
+        _in_h2 = False
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "img":
+                self.images.append(attrs["src"])
+            if tag == "a":
+                self.links.append(attrs["href"])
+            self.tables += tag == "table"
+            self._in_h2 = tag == "h2"
+
+        def handle_data(self, data):
+            if self._in_h2:
+                self.headings.append(data)
+            self.text.append(data)
+
+    page = Page()
+    page.feed(index.read_text())
+    pngs = sorted(p.name for p in written if p.suffix == ".png")
+    assert pngs and sorted(page.images) == pngs  # every plot, relative paths
+    for href in [*page.images, *(h for h in page.links if not h.startswith("#"))]:
+        assert "/" not in href and (tmp_path / href).exists(), href
+    tables = [p for p in written if p.suffix == ".md"]
+    assert page.tables == len(tables)  # one HTML table per Markdown table
+    assert "Top-1 accuracy (%), mean ± std over seeds" in page.headings
+    assert "Efficiency: means over tasks and seeds" in page.headings
+    assert "81.0 ± 1.4" in page.text  # a cell of the accuracy table, as in accuracy.md
+    assert "http" not in index.read_text().replace("http://www.w3.org", "")  # nothing fetched
+
+
+def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
+    from bench.tables import pareto_front
+
+    points = pd.DataFrame({"x": [1.0, 2.0, 3.0, 2.0, 1.0], "y": [90.0, 85.0, 80.0, 80.0, 89.0]})
+    assert pareto_front(points, "x", "y").tolist() == [True, True, True, False, False]
+
+
+def test_plots_people_expect_are_written(tmp_path):
+    written = {p.name for p in build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE)}
+    expected = {"accuracy_vs_throughput.png", "accuracy_vs_stored_bytes.png", "sls_scores.png"}
+    assert expected <= written

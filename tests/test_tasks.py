@@ -1,4 +1,6 @@
-"""The VTAB-1k task table against the facts in spec/VTAB.md: splits, classes, groups, names."""
+"""The VTAB-1k task table against the facts it follows: Google's task_adaptation data classes
+(builder versions, split strings: see bench/tasks.py and the README's "Data" section) and the tfds
+catalogue sizes below; plus names, aliases and did-you-mean."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from bench.data.tfds_source import split_size
 from bench.errors import UserError
 from bench.tasks import GROUPS, SPLITS, VTAB_TASKS, get_task, tasks_in
 
-# name: (group, classes, tfds spec, val200, test, test size), in VTAB.md's order.
+# name: (group, classes, tfds spec, val200, test, test size), in VTAB's order (bench/tasks.py).
 SPEC = {
     "cifar": ("natural", 100, "cifar100:3.*.*", "train[45000:45200]", "test", 10_000),
     "caltech101": ("natural", 102, "caltech101:3.*.*", "train[2754:2954]", "test", 6_084),
@@ -17,7 +19,10 @@ SPEC = {
     "oxford_flowers102": (
         "natural", 102, "oxford_flowers102:2.*.*", "validation[:200]", "test", 6_149
     ),
-    "oxford_iiit_pet": ("natural", 37, "oxford_iiit_pet", "train[2944:3144]", "test", 3_669),
+    # task_adaptation pins 3.*.*; tfds 4.x builds only 4.0.0 (same classes and splits).
+    "oxford_iiit_pet": (
+        "natural", 37, "oxford_iiit_pet:4.*.*", "train[2944:3144]", "test", 3_669
+    ),
     "svhn": ("natural", 10, "svhn_cropped:3.*.*", "train[65931:66131]", "test", 26_032),
     "sun397": ("natural", 397, "sun397/tfds:4.*.*", "validation[:200]", "test", 21_750),
     "patch_camelyon": (
@@ -143,10 +148,46 @@ def test_sixteen_distinct_builders():
         ("camelyon", "patch_camelyon"),
         ("pcam", "patch_camelyon"),
         ("kitti_dist", "kitti"),
+        # names used by other repositories (VPT, NOAH, task_adaptation attributes)
+        ("dsprites_position", "dsprites_loc"),
+        ("dsprites_location", "dsprites_loc"),
+        ("dsprites_orientation", "dsprites_ori"),
+        ("clevr_distance", "clevr_dist"),
+        ("smallnorb_azimuth", "smallnorb_azi"),
+        ("smallnorb_elevation", "smallnorb_ele"),
+        ("caltech", "caltech101"),
+        ("pet", "oxford_iiit_pet"),
+        ("svhn_cropped", "svhn"),
     ],
 )
 def test_aliases_resolve(alias, name):
     assert get_task(alias).name == name
+
+
+@pytest.mark.parametrize(
+    ("typo", "expected"),
+    [
+        ("dsprites_pos", "dsprites_loc"),
+        ("dsprites_positon", "dsprites_loc"),
+        ("dsprites_orientaton", "dsprites_ori"),
+        ("dsprite_loc", "dsprites_loc"),
+        ("smallnorb_azimut", "smallnorb_azi"),
+        ("smallnorb_elev", "smallnorb_ele"),
+        ("clevr_dis", "clevr_dist"),
+        ("clevr_counts", "clevr_count"),
+        ("dsprites_scale", None),  # an attribute VTAB does not use: no guess
+        ("dsprites_shape", None),
+        ("smallnorb_lighting", None),
+    ],
+)
+def test_did_you_mean_never_offers_another_attribute(typo, expected):
+    with pytest.raises(UserError) as raised:
+        get_task(typo)
+    message = str(raised.value)
+    if expected is None:
+        assert "Did you mean" not in message
+    else:
+        assert f"Did you mean {expected!r}?" in message
 
 
 def test_comma_list_with_aliases():
