@@ -3,6 +3,7 @@ NaN weights refused, a diverging run FAILED by name, hub weights that cannot be 
 claimed cells, the same result twice, and the margin of SLS's call."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -46,9 +47,8 @@ def test_a_diverging_transfer_fails_every_run_with_epoch_step_and_rate():
     config = tiny_config(suite="tests-diverge", methods=["none", "sls"], **DIVERGING)
     outcomes = run_benchmark(config, progress=False)
     assert [o.status for o in outcomes] == ["FAILED", "FAILED"]
-    assert "transfer diverged: loss nan at epoch 1, step 2 (learning rate 1e+30)" in (
-        outcomes[0].error
-    )
+    diverged = r"transfer diverged: loss (nan|-?inf) at epoch 1, step \d+ \(learning rate 1e\+30\)"
+    assert re.search(diverged, outcomes[0].error), outcomes[0].error
     assert "\n" not in outcomes[0].error and "--set train.lr" in outcomes[0].error
     experiment = client().get_experiment_by_name("tests-diverge").experiment_id
     statuses = {r.info.status for r in client().search_runs([experiment])}
@@ -63,7 +63,7 @@ def test_the_bench_command_reports_divergence_in_one_line_and_exits_non_zero(tmp
                   "\"num_heads\": 2}", *overrides)  # fmt: skip
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
-    assert "diverged: loss nan at epoch 1" in result.stdout
+    assert re.search(r"diverged: loss (nan|-?inf) at epoch 1, step \d+", result.stdout)
 
 
 def test_weights_that_cannot_be_downloaded_are_one_line_naming_checkpoint():
@@ -82,8 +82,10 @@ def test_a_running_run_beats_and_a_sweep_reclaims_a_silent_one():
     tags = [{"cell.key": c.key, "pruner": "none", "owner.host": "another-host"} for c in cells]
     with TrackedRun("tests-heartbeat", "alive", {}, tags[0], heartbeat=0.2) as alive:
         first = float(client().get_run(alive.run_id).data.tags[HEARTBEAT_TAG])
-        time.sleep(0.7)
-        assert float(client().get_run(alive.run_id).data.tags[HEARTBEAT_TAG]) > first
+        deadline = time.time() + 30  # a loaded machine may delay the beat thread
+        while float(client().get_run(alive.run_id).data.tags[HEARTBEAT_TAG]) <= first:
+            assert time.time() < deadline, "the heartbeat did not move in 30 s"
+            time.sleep(0.2)
         silent = client().create_run(get_experiment_id(client(), "tests-heartbeat"),
                                      tags={**tags[1], HEARTBEAT_TAG: f"{time.time() - 100:.3f}"})  # fmt: skip
         plan = sweep.plan_sweep(config)
