@@ -269,12 +269,18 @@ def epoch_notes(runs: pd.DataFrame) -> pd.Series:
     differs = paired[paired[EPOCHS] != paired["control"]]
     reference = "retrained" if "retrained" in set(trained["method"]) else "most methods"
     notes = differs.groupby([differs[k] for k in ROW_KEYS]).apply(
-        lambda g: (
-            f"trains {_epochs(g[EPOCHS])} epochs after the transfer, "
-            f"{reference} {_epochs(g['control'])}"
-        )
+        lambda g: _epoch_note(g, reference)
     )
     return notes
+
+
+def _epoch_note(runs: pd.DataFrame, reference: str) -> str:
+    """`not retrained` for a method evaluated as pruned (e.g. depgraph_sls, as the SLS paper's
+    comparison), else how many epochs it trained against the reference."""
+    control = f"{reference} {_epochs(runs['control'])}"
+    if (runs[EPOCHS] == 0).all():
+        return f"not retrained: 0 epochs after the transfer, {control}"
+    return f"trains {_epochs(runs[EPOCHS])} epochs after the transfer, {control}"
 
 
 def _epochs(values: pd.Series) -> str:

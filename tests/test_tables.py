@@ -192,3 +192,17 @@ def test_bad_keep_lists_are_refused(text):
 
     with pytest.raises(UserError, match="KEEP="):
         parse_keep(text, 12)
+
+
+def test_a_method_evaluated_without_retraining_is_labelled_so():
+    from bench.tables import epoch_notes
+
+    runs = pd.DataFrame(
+        {"task": ["cifar"] * 3, "petl": ["convpass"] * 3, "seed": [0] * 3,
+         "method": ["retrained", "depgraph_sls", "sls"],
+         "train/epochs_after_transfer": [30.0, 0.0, 30.0]}
+    )  # fmt: skip
+    notes = epoch_notes(runs)
+    assert notes.to_dict() == {
+        ("convpass", "depgraph_sls"): "not retrained: 0 epochs after the transfer, retrained 30"
+    }
