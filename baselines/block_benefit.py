@@ -93,12 +93,14 @@ class GatedMlp(Mlp):
 
 def install_gates(model: nn.Module) -> None:
     """Turn each block's timm Attention and Mlp into the gated subclasses (same parameters)."""
-    check_supported(model)
     for block in model.blocks:
         if not isinstance(block, ParallelBranchBlock):
             raise UserError(
-                "block_benefit supports the parallel-branch PETL methods (convpass, adapter)"
+                "block_benefit supports the parallel-branch PETL methods (convpass, adapter), "
+                "not LoRA or SPLoRA, whose updates live inside the Linears it would gate"
             )
+    check_supported(model)
+    for block in model.blocks:
         b = timm_block(block)
         if type(b.mlp) is not Mlp and not isinstance(b.mlp, GatedMlp):
             raise UserError(f"block_benefit supports timm's plain Mlp, not {type(b.mlp).__name__}")

@@ -166,17 +166,28 @@ def timm_block(block: nn.Module) -> nn.Module:
 
 
 def check_supported(model: nn.Module) -> None:
+    """Width pruning cuts the block's frozen Linears: PETL modules that wrap them are refused."""
     for block in model.blocks:
-        attn = timm_block(block).attn
-        if not isinstance(attn.qkv, nn.Linear):
+        b = timm_block(block)
+        if not isinstance(b.attn.qkv, nn.Linear):
             raise UserError(
                 "width pruning (magnitude, taylor) is not supported with the LoRA PETL: LoRAQKV "
                 "wraps the qkv projection, so its trainable q/v updates would be pruned with it; "
                 "use --petl convpass or adapter"
             )
-        plain = isinstance(attn, Attention) and attn.gate is None
-        if not plain or not all(isinstance(m, nn.Identity) for m in (attn.q_norm, attn.norm)):
-            raise UserError(f"width pruning supports timm's plain Attention, not {attn}")
+        if any(isinstance(m, PetlModule) for m in (b.attn.qkv, b.attn.proj, b.mlp.fc1)):
+            raise UserError(
+                "width pruning (magnitude, taylor) is not supported with the SPLoRA PETL: its "
+                "adapters live inside the Linears it would cut (torch-pruning prunes nothing in "
+                "them); SPLoRA models are pruned by spa, or use --petl convpass or adapter"
+            )
+        check_plain_attention(b.attn)
+
+
+def check_plain_attention(attn: nn.Module) -> None:
+    plain = isinstance(attn, Attention) and attn.gate is None
+    if not plain or not all(isinstance(m, nn.Identity) for m in (attn.q_norm, attn.norm)):
+        raise UserError(f"width pruning supports timm's plain Attention, not {attn}")
 
 
 def fix_attention(attn: Attention) -> None:

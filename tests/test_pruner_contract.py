@@ -35,12 +35,27 @@ FAST_OPTIONS = {
 }
 
 
+# Pruners built for one PETL method run with it (the others are refused, tested below).
+BASE_PETL = {"spa": "splora"}
+# (pruner, PETL, what the refusal says): combinations unsupported by design, refused clearly.
+UNSUPPORTED = [
+    ("spa", "convpass", "PETL=splora"),
+    ("spa", "lora", "PETL=splora"),
+    ("magnitude", "splora", "SPLoRA"),
+    ("taylor", "lora", "LoRA"),
+    ("block_benefit", "splora", "parallel-branch"),
+    ("pear", "splora", "parallel adapters"),
+]
+
+
 def _cases() -> list:
     cases = []
     for name in PRUNERS.names():
-        cases.append(pytest.param(name, "convpass", id=f"{name}-convpass"))
+        petl = BASE_PETL.get(name, "convpass")
+        cases.append(pytest.param(name, petl, id=f"{name}-{petl}"))
         if issubclass(PRUNERS.get(name), WidthPruner):  # they touch what PETL modules couple to
             cases += [pytest.param(name, petl, id=f"{name}-{petl}") for petl in ("adapter", "lora")]
+    cases += [pytest.param(n, "splora", id=f"{n}-splora") for n in ("sls", "random_blocks")]
     return cases
 
 
@@ -137,3 +152,9 @@ def test_pruner_contract(name, petl, tmp_path):
             continue
         candidates = _original_candidates(tensor_name, original)
         assert any(_is_slice(tensor.detach(), c.detach()) for c in candidates), tensor_name
+
+
+@pytest.mark.parametrize(("name", "petl", "message"), UNSUPPORTED)
+def test_unsupported_combinations_are_refused_clearly(name, petl, message, tmp_path):
+    with pytest.raises(UserError, match=message):
+        _prune(name, petl, tmp_path)

@@ -1,4 +1,5 @@
-"""PETL modules on a frozen timm ViT: Convpass, an AdaptFormer-style adapter, LoRA on q and v.
+"""PETL modules on a frozen timm ViT: Convpass, an AdaptFormer-style adapter, LoRA on q and v,
+SPLoRA on every block Linear (its own module, bench/models/splora.py).
 
 A method is a small settings record plus a function that attaches its modules; it registers
 under its name in `PETL_METHODS`. Every PETL module subclasses `PetlModule`: its parameters, with
@@ -236,6 +237,19 @@ PETL_METHODS.register(
 )
 PETL_METHODS.register("adapter", PetlMethod(_attach_adapter, 0.1, {}, {}), aliases=("adaptformer",))
 PETL_METHODS.register("lora", PetlMethod(_attach_lora, 1.0, {}, {}))
+
+
+# ---------------------------------------------------------------------------------------------
+# SPLoRA (bench/models/splora.py): low-rank adapters on each block's Linears, pruned by `spa`
+
+
+def _attach_splora(model: VisionTransformer, settings: PetlSettings) -> None:
+    from bench.models.splora import attach_splora  # imports sp_adapters only when used
+
+    attach_splora(model, settings)
+
+
+PETL_METHODS.register("splora", PetlMethod(_attach_splora, 1.0, {}, {}))
 
 
 def resolve_settings(
