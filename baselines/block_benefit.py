@@ -53,10 +53,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from timm.layers import Mlp
-from timm.models.vision_transformer import Attention
 from torch import nn
 
-from baselines.width import check_supported, slice_head_dims, slice_mlp_hidden, timm_block
+from baselines.width import (
+    ScaledAttention,
+    check_supported,
+    slice_head_dims,
+    slice_mlp_hidden,
+    timm_block,
+)
 from bench.budget import backbone_block_params, param_fraction
 from bench.config import Recipe
 from bench.errors import UserError
@@ -73,28 +78,15 @@ MASK_AT_TAU = 0.9  # P3B: the mask value tau * size ranks inside the threshold
 # gated attention and MLP (the timm modules with a multiplier on their prunable channels)
 
 
-class GatedAttention(Attention):
+class GatedAttention(ScaledAttention):
     """timm Attention with an optional multiplier on its head-dim channels (q, k and v of a
     channel together) and a softmax scale that stays the unpruned one when sliced."""
 
     channel_gate: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
-        b, n, _ = x.shape
-        if self.attn_dim == 0:  # skipped branch: only the projection's bias is left
-            return self.proj_drop(self.proj(x.new_zeros(b, n, 0)))
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
         qkv = self.qkv(x)
-        if self.channel_gate is not None:
-            qkv = qkv * self.channel_gate.repeat(3)
-        qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop.p if self.training else 0.0,
-            is_causal=is_causal, scale=self.scale,
-        )  # fmt: skip
-        x = self.norm(x.transpose(1, 2).reshape(b, n, self.attn_dim))
-        return self.proj_drop(self.proj(x))
+        return qkv if self.channel_gate is None else qkv * self.channel_gate.repeat(3)
 
 
 class GatedMlp(Mlp):

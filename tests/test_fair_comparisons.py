@@ -35,10 +35,15 @@ def _by_method(outcomes):
 
 
 def test_retrained_is_the_unpruned_model_with_the_pruners_training():
-    outcomes = _by_method(run_benchmark(_config("tests-fair", ["none", "retrained", "sls"]), False))
-    assert all(o.status == "FINISHED" for o in outcomes.values())
+    config = _config("tests-fair", ["none", "retrained", "sls", "depgraph_sls"])
+    config.pruners["depgraph_sls"] = {"batches": 2, "batch_size": 16}
+    outcomes = _by_method(run_benchmark(config, False))
+    assert all(o.status == "FINISHED" for o in outcomes.values()), outcomes
     epochs = {m: o.metrics["train/epochs_after_transfer"] for m, o in outcomes.items()}
-    assert epochs == {"none": 0.0, "retrained": EPOCHS, "sls": EPOCHS}
+    assert epochs == {"none": 0.0, "retrained": EPOCHS, "sls": EPOCHS, "depgraph_sls": 0.0}
+    run = outcomes["depgraph_sls"].run_id  # evaluated as pruned, as in the SLS paper's table
+    assert client().get_metric_history(run, "retrain/loss") == []
+    assert "retrain/seconds" not in outcomes["depgraph_sls"].metrics
     none, retrained = outcomes["none"].metrics, outcomes["retrained"].metrics
     assert retrained["blocks/kept"] == none["blocks/kept"] == 4
     assert retrained["params/total"] == none["params/total"]

@@ -31,6 +31,7 @@ FAST_OPTIONS = {
     "taylor": {"batches": 2, "batch_size": 16},
     "pear": {"batches": 2, "batch_size": 16},
     "spa": {"batches": 2, "batch_size": 16},
+    "depgraph_sls": {"batches": 2, "batch_size": 16},
     "block_benefit": {"epochs": 2, "batch_size": 32, "update_every": 2},
 }
 
