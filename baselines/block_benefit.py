@@ -1,30 +1,45 @@
-"""Block benefit: a PETL adaptation of P3B (Glandorf & Rosenhahn, arXiv 2506.23675).
+"""Block benefit: a PETL adaptation of P3B (Glandorf & Rosenhahn, arXiv 2506.23675; code
+github.com/PatGlan/Pruning_by_Block_Benefit, followed where PETL allows: loss/prune_loss.py,
+pruner/forward_functions.py, models/FmAnalyseHead.py).
 
-P3B prunes a fully fine-tuned DeiT; here the backbone stays frozen and only PETL + head +
-auxiliary heads train (the gates are not trained, they are recomputed from scores). Each residual
-branch (attention, MLP: 2N in an N-block ViT) is scored by its *benefit*: the drop in
-cross-entropy of auxiliary classifiers on stop-gradient features from the branch's input to its
-output, on the CLS token and on mean-pooled patch tokens (mixed with `alpha`). Benefits are
-soft-clipped (softplus with softness `clip`), divided by the branch's remaining parameters and
-smoothed with an EMA (`ema`). Per-branch keep ratios proportional to them are rescaled so the kept
-parameters meet the global budget, clamped to [0, 1]; a branch at 0 is skipped. Inside a branch,
-gates on head dims (the same count in every head; q, k and v of a dim together) and on MLP hidden
-neurons are ranked by the squared Taylor score of the gate, (m dL/dm)^2 (EMA-smoothed); masks are
-soft (a sigmoid over the rank, temperature annealed to 0) and recomputed every `update_every`
-steps, so pruned elements can come back. The budget ramps from 0 at `prune_start` to its full
-value at `sparse_at` (fractions of the gate phase); the masks are hard at the end of it. The
-model is then physically sliced (faster) and the harness retrains PETL + head with the same
-recipe as every pruner (P3B's "retrain to 100").
+P3B prunes while it fine-tunes; here the backbone stays frozen and PETL + head + auxiliary heads
+train during the *gate phase*, the first epochs of the run's training budget (the retraining
+recipe), after which the model is sliced and the harness retrains it for the rest of the budget:
+every method trains the same number of epochs after the transfer. The schedule is P3B's as
+BASELINES.md scales it to VTAB-1k (fractions of the training budget): pruning from 10%, fully
+sparse at 40%, hard masks at 50% (the end of the gate phase), then retraining to 100%; masks
+are recomputed every `update_every` steps (~3 per VTAB-1k epoch, as P3B's ~3 per epoch).
 
-Reconstructions and departures (the published code does full fine-tuning on CIFAR/ImageNet):
-- the gate phase is a short loop over the calibration set (train800val200), with its own
-  settings, scaled to VTAB-1k's ~15 steps per epoch (batch 64 of 1000 images);
-- auxiliary heads are cheap (LayerNorm + Linear on CLS, on mean-pooled patches), not P3B's ~10 M
-  parameter patch heads; the soft clip and the sigmoid-over-rank masks are choices made here;
-- the residual (embedding) width is kept: no attention-in/out channel gates, so the PETL modules,
-  the shared residual stream and the head are untouched;
-- pruned head dims keep the unpruned softmax temperature (head_dim ** -0.5 of the full head), as
-  the masked model trained with it, so the sliced model equals the masked one.
+As in P3B:
+- each residual branch (attention, MLP: 2N in an N-block ViT) has one auxiliary head per token
+  type that classifies both its input and its output (stop-gradient features; P3B's 2N heads),
+  so the *benefit* of the branch, the drop in cross-entropy from input to output, is measured by
+  the same classifier; on the CLS token and on the patch tokens;
+- benefits and gate Taylor scores are accumulated from the pruning start; each mask update uses
+  the window since the last one and resets it;
+- benefits per token type are scaled so the largest is `imp_scale`, soft-clipped to
+  [0, imp_scale] (softplus(1.4 b) - softplus(1.4 b - imp_scale)), divided by the branch's
+  remaining parameters, normalised to mean 1, smoothed by an EMA (new-value weight `ema`), then
+  mixed CLS/patch with `alpha`;
+- keep ratios proportional to the benefits are rescaled so the kept parameters meet the budget,
+  clamped to [0, 1] (a branch at 0 is skipped); each branch moves linearly from 1 to its goal
+  between the pruning start and full sparsity;
+- inside a branch, gates are ranked by the squared Taylor score of the gate, (m dL/dm)^2,
+  averaged over the window: one head-dim gate shared by all heads (and by q, k, v, as P3B's
+  attn_qkv gate), so every head keeps the same dims, and one gate per MLP hidden neuron; the
+  masks are sigmoid(log(9) (keep - rank) / (tau size)) (0.9 at tau size ranks inside the
+  threshold, P3B's factor), tau = `temperature` until full sparsity, then annealed to 0.
+
+Departures, and why:
+- frozen backbone (PETL): no attention-in/out or MLP-in/out gates on the residual width, which
+  would cut the shared residual stream the PETL modules and the head read; P3B's per-gate-type
+  importance factors then have nothing to weigh (one gate type per branch);
+- the gate phase trains on the calibration split (train800val200, the training split) with the
+  recipe's optimiser, lr schedule and batch size (its first epochs; the harness retrains the rest);
+- auxiliary heads are cheap: a Linear on the CLS token (as P3B) and a Linear on the mean-pooled
+  patch tokens (P3B: two 3x3 conv-BN-ReLU layers before pooling, ~10 M parameters a head);
+- a sliced head keeps the unpruned softmax scale (head_dim ** -0.5 of the full head), as the
+  masked model trained with it, so the sliced model equals the masked one.
 
 Stored per task: the kept indices per branch (JSON, like width pruning) + PETL + head.
 """
@@ -32,51 +47,46 @@ Stored per task: the kept indices per branch (JSON, like width pruning) + PETL +
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from timm.layers import Mlp
-from timm.models.vision_transformer import Attention
 from torch import nn
 
-from baselines.width import check_supported, slice_head_dims, slice_mlp_hidden, timm_block
+from baselines.width import (
+    ScaledAttention,
+    check_supported,
+    slice_head_dims,
+    slice_mlp_hidden,
+    timm_block,
+)
 from bench.budget import backbone_block_params, param_fraction
+from bench.config import Recipe
 from bench.errors import UserError
 from bench.models.petl import AdapterBlock, freeze_backbone
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
+from bench.train import make_scheduler
 
 DEPLOYED = "kept channel indices into the shared backbone (branches at 0 skipped)"
 KeptIndices = list[dict[str, list[int]]]  # per block: {"attn": head-dim channels, "mlp": hidden}
+MASK_AT_TAU = 0.9  # P3B: the mask value tau * size ranks inside the threshold
 
 
 # ---------------------------------------------------------------------------------------------
 # gated attention and MLP (the timm modules with a multiplier on their prunable channels)
 
 
-class GatedAttention(Attention):
+class GatedAttention(ScaledAttention):
     """timm Attention with an optional multiplier on its head-dim channels (q, k and v of a
     channel together) and a softmax scale that stays the unpruned one when sliced."""
 
     channel_gate: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
-        b, n, _ = x.shape
-        if self.attn_dim == 0:  # skipped branch: only the projection's bias is left
-            return self.proj_drop(self.proj(x.new_zeros(b, n, 0)))
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
         qkv = self.qkv(x)
-        if self.channel_gate is not None:
-            qkv = qkv * self.channel_gate.repeat(3)
-        qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop.p if self.training else 0.0,
-            is_causal=is_causal, scale=self.scale,
-        )  # fmt: skip
-        x = self.norm(x.transpose(1, 2).reshape(b, n, self.attn_dim))
-        return self.proj_drop(self.proj(x))
+        return qkv if self.channel_gate is None else qkv * self.channel_gate.repeat(3)
 
 
 class GatedMlp(Mlp):
@@ -93,13 +103,15 @@ class GatedMlp(Mlp):
 
 def install_gates(model: nn.Module) -> None:
     """Turn each block's timm Attention and Mlp into the gated subclasses (same parameters)."""
-    check_supported(model)
     for block in model.blocks:
         if not isinstance(block, AdapterBlock):  # its forward is split at branch boundaries
             raise UserError(
                 "block_benefit supports the per-block adapter PETL methods (convpass, adapter, "
-                "repadapter), not LoRA"
+                "repadapter), not LoRA or SPLoRA, whose updates live inside the Linears it would "
+                "gate"
             )
+    check_supported(model)
+    for block in model.blocks:
         b = timm_block(block)
         if type(b.mlp) is not Mlp and not isinstance(b.mlp, GatedMlp):
             raise UserError(f"block_benefit supports timm's plain Mlp, not {type(b.mlp).__name__}")
@@ -113,27 +125,31 @@ def install_gates(model: nn.Module) -> None:
 
 @dataclass
 class Branch:
-    """One residual branch: `groups` x `size` gates (heads x head dims, or 1 x hidden); a unit
-    is one gate in every group, `unit_params` its parameters; `fixed` what can never go."""
+    """One residual branch: `size` gates, each repeated `copies` times (a head-dim gate is
+    shared by every head; 1 for MLP neurons); a unit is one gate, `unit_params` its parameters
+    (in every head); `fixed` what can never go."""
 
     block: int
     kind: str  # attn | mlp
     module: nn.Module
-    groups: int
+    copies: int
     size: int
     unit_params: int
     fixed: int
     keep: int = 0  # units kept now
-    taylor: torch.Tensor | None = None  # (groups, size) EMA of squared gate gradients
-    benefit: float | None = None  # EMA of the clipped benefit per remaining parameter
+    goal: int = 0  # units to keep once fully sparse (the latest allocation)
+    taylor: torch.Tensor | None = None  # (size,) mean squared gate gradient of the last window
     gate: torch.Tensor | None = None  # the leaf whose gradient is m dL/dm (this step)
-    mask: torch.Tensor | None = None  # (groups, size) current mask
+    mask: torch.Tensor | None = None  # (size,) current mask
     acc: torch.Tensor | None = None  # squared gate gradients summed since the last update
-    steps: int = 0
-    drops: list[float] = field(default_factory=lambda: [0.0, 0.0])  # CE drops (cls, patch)
+    steps: int = 0  # steps in `acc`
 
     def params(self, keep: int | None = None) -> int:
         return (self.keep if keep is None else keep) * self.unit_params + self.fixed
+
+    def channel_gate(self) -> torch.Tensor:
+        """The multiplier on the module's channels: mask x gate, repeated over the heads."""
+        return (self.mask * self.gate).repeat(self.copies)
 
 
 def branches(model: nn.Module) -> list[Branch]:
@@ -151,7 +167,7 @@ def branches(model: nn.Module) -> list[Branch]:
         mlp_fixed = _numel(b.norm2) + _numel_bias(mlp.fc2) + _numel(b.ls2) + _numel(mlp.norm)
         out.append(Branch(i, "mlp", mlp, 1, mlp.fc1.out_features, per_neuron, mlp_fixed))
     for br in out:
-        br.keep = br.size
+        br.keep = br.goal = br.size
     return out
 
 
@@ -164,7 +180,47 @@ def _numel_bias(linear: nn.Linear) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# the budget: keep ratios from benefits, then whole units
+# benefits (P3B's transform_imp_block and get_imp_block, loss/prune_loss.py)
+
+
+def transform_benefits(drops: torch.Tensor, remaining: torch.Tensor, scale: float) -> torch.Tensor:
+    """One token type's mean cross-entropy drops per branch -> benefit per remaining parameter:
+    scaled so the largest is `scale`, soft-clipped to [0, scale], divided by the remaining
+    parameters, normalised to mean 1 (P3B's order). A window where no branch helps (largest
+    drop <= 0) is scaled by a tiny positive number instead of flipping the order."""
+    peak = drops.max().clamp_min(1e-12)
+    benefit = drops * scale / peak
+    benefit = F.softplus(1.4 * benefit) - F.softplus(1.4 * benefit - scale)
+    benefit = benefit / (remaining + 1e-6)
+    return benefit / benefit.mean()
+
+
+@dataclass
+class Benefits:
+    """Cross-entropy drops per branch and token type (CLS, patch), summed since the last update,
+    and the EMA of their transforms."""
+
+    drops: torch.Tensor  # (2, branches)
+    steps: int = 0
+    smoothed: torch.Tensor | None = None  # (2, branches) EMA of the transformed benefits
+
+    def add(self, drops: torch.Tensor) -> None:
+        self.drops += drops
+        self.steps += 1
+
+    def update(self, remaining: torch.Tensor, scale: float, ema: float, alpha: float):
+        """The window's benefits, transformed per token type, EMA-smoothed, then mixed CLS/patch
+        with `alpha`; the window is reset."""
+        mean = self.drops / max(1, self.steps)
+        new = torch.stack([transform_benefits(d, remaining, scale) for d in mean])
+        self.smoothed = new if self.smoothed is None else ema * new + (1 - ema) * self.smoothed
+        self.drops.zero_()
+        self.steps = 0
+        return alpha * self.smoothed[0] + (1 - alpha) * self.smoothed[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# the budget: keep ratios from benefits, masks from gate Taylor scores
 
 
 def allocate(scores: list[float], units: list[int], unit_params: list[int], keep_params: float):
@@ -198,25 +254,27 @@ def allocate(scores: list[float], units: list[int], unit_params: list[int], keep
 
 
 def soft_mask(scores: torch.Tensor, keep: int, temperature: float) -> torch.Tensor:
-    """Mask over (groups, size) gates keeping the `keep` best-ranked of each group: a sigmoid
-    over the rank with the given temperature (relative to the group size), hard at 0."""
-    size = scores.shape[1]
+    """Mask over `size` gates keeping the `keep` best-ranked: P3B's sigmoid over the rank,
+    sigmoid(log(9) (keep - 1/2 - rank) / (temperature size)), 0.9 at temperature x size ranks
+    inside the threshold (centred between the last kept and the first pruned gate); hard at 0."""
+    size = scores.shape[0]
     if keep >= size:
         return torch.ones_like(scores)
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    order = torch.sort(scores, descending=True, stable=True).indices
     ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(size, device=scores.device).expand_as(order))
+    ranks[order] = torch.arange(size, device=scores.device)
     if temperature <= 0:
         return (ranks < keep).to(scores.dtype)
-    return torch.sigmoid((keep - 0.5 - ranks.to(scores.dtype)) / (temperature * size))
+    factor = math.log(MASK_AT_TAU / (1 - MASK_AT_TAU))
+    return torch.sigmoid(factor * (keep - 0.5 - ranks.to(scores.dtype)) / (temperature * size))
 
 
 def kept_indices(brs: list[Branch], num_blocks: int) -> KeptIndices:
-    """The channels each branch keeps: its `keep` best Taylor-ranked gates in every group."""
+    """The channels each branch keeps: its `keep` best Taylor-ranked gates, in every head."""
     kept: KeptIndices = [{} for _ in range(num_blocks)]
     for br in brs:
-        mask = soft_mask(br.taylor, br.keep, 0.0).flatten()
-        kept[br.block][br.kind] = [int(i) for i in torch.nonzero(mask).flatten()]
+        gates = torch.nonzero(soft_mask(br.taylor, br.keep, 0.0)).flatten().tolist()
+        kept[br.block][br.kind] = [c * br.size + g for c in range(br.copies) for g in gates]
     return kept
 
 
@@ -255,28 +313,27 @@ def apply_masks(model: nn.Module, kept: KeptIndices) -> None:
 
 
 class AuxHeads(nn.Module):
-    """Per residual point (2N + 1): a linear classifier on the CLS token and one on the
-    mean-pooled patch tokens, each after a LayerNorm without affine parameters."""
+    """Per branch (2N): a Linear on the CLS token and a Linear on the mean-pooled patch tokens,
+    each scoring both the branch's input and its output (P3B's FeaturemapAnalyseHead)."""
 
-    def __init__(self, points: int, dim: int, classes: int, prefix: int):
+    def __init__(self, branches: int, dim: int, classes: int, prefix: int):
         super().__init__()
         self.prefix = prefix
-        self.norm = nn.LayerNorm(dim, elementwise_affine=False)
-        self.cls = nn.ModuleList(nn.Linear(dim, classes) for _ in range(points))
-        self.patch = nn.ModuleList(nn.Linear(dim, classes) for _ in range(points))
+        self.cls = nn.ModuleList(nn.Linear(dim, classes) for _ in range(branches))
+        self.patch = nn.ModuleList(nn.Linear(dim, classes) for _ in range(branches))
 
     def losses(self, points: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        """(points, 2) cross-entropies, CLS and patch, on stop-gradient features."""
+        """(2 in/out, 2 CLS/patch, branches) cross-entropies; branch j reads points j and j+1
+        (stop-gradient), with its own two heads."""
         out = []
-        for x, cls, patch in zip(points, self.cls, self.patch, strict=True):
-            x = self.norm(x.detach())
-            pooled = x[:, self.prefix :].mean(1)
-            ce_cls, ce_patch = (
-                F.cross_entropy(cls(x[:, 0]), labels),
-                F.cross_entropy(patch(pooled), labels),
-            )
-            out.append(torch.stack([ce_cls, ce_patch]))
-        return torch.stack(out)
+        for j, (cls, patch) in enumerate(zip(self.cls, self.patch, strict=True)):
+            per_side = []
+            for x in (points[j].detach(), points[j + 1].detach()):
+                pooled = x[:, self.prefix :].mean(1)
+                per_side.append(torch.stack([F.cross_entropy(cls(x[:, 0]), labels),
+                                             F.cross_entropy(patch(pooled), labels)]))  # fmt: skip
+            out.append(torch.stack(per_side))
+        return torch.stack(out, dim=-1)
 
 
 def forward_points(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -291,25 +348,52 @@ def forward_points(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, lis
     return model.forward_head(model.norm(x)), points
 
 
+@dataclass
+class Schedule:
+    """The gate phase in steps: pruning from `start`, fully sparse at `sparse`, hard at `total`."""
+
+    epochs: int
+    steps_per_epoch: int
+    start: int
+    sparse: int
+
+    @property
+    def total(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def updates_at(self, step: int, every: int) -> bool:
+        """P3B's update steps: every `every` steps from the start, and the last step."""
+        return step >= self.start and ((step - self.start) % every == every - 1
+                                       or step == self.total - 1)  # fmt: skip
+
+    def ramp(self, step: int) -> float:
+        """0 before the start, 1 from full sparsity (P3B's pr_step)."""
+        return min(max(step + 1 - self.start, 0) / max(self.sparse - self.start, 1), 1.0)
+
+    def sharpness(self, step: int) -> float:
+        """0 until full sparsity, 1 at the last step (tau anneals to 0)."""
+        return min(max((step + 1 - self.sparse) / max(self.total - self.sparse, 1), 0.0), 1.0)
+
+
 @PRUNERS.register("block_benefit")
 @dataclass
 class BlockBenefit(Pruner):
     """Block benefit: a PETL adaptation of P3B (Glandorf & Rosenhahn, arXiv 2506.23675).
-    See the module docstring for the method and which parts are reconstructions."""
+    See the module docstring for the method and where and why it departs from P3B."""
 
     name = "block_benefit"
 
-    epochs: int = 10  # gate phase over the calibration set (P3B's epochs 0-50, scaled)
-    batch_size: int = 64  # ~15 steps per epoch on 1000 images, as VTAB-1k training
-    lr: float = 1e-3  # AdamW on PETL + head + auxiliary heads during the gate phase
-    weight_decay: float = 1e-4
-    update_every: int = 5  # steps between mask recomputations
-    prune_start: float = 0.2  # fraction of the gate phase where the budget starts to ramp
-    sparse_at: float = 0.8  # fraction where the full budget is reached (hard at the end)
-    temperature: float = 0.1  # initial soft-mask temperature (rank units / group size)
-    ema: float = 0.2  # gamma of the benefit and Taylor EMAs (new-value weight)
+    # the schedule, as fractions of the training budget (BASELINES.md: 10, 40, 50 of 100 epochs)
+    prune_start: float = 0.1
+    sparse_at: float = 0.4
+    harden_at: float = 0.5  # the gate phase ends here; the harness retrains the rest
+    epochs: int | None = None  # gate-phase epochs; None: harden_at x the training budget
+    batch_size: int | None = None  # None: the recipe's
+    update_every: int = 5  # steps between mask updates (~3 per VTAB-1k epoch of ~15 steps)
+    temperature: float = 0.1  # P3B's tau_max (soft-mask width as a fraction of the gates)
+    ema: float = 0.2  # P3B's gamma: weight of the new benefits
     alpha: float = 0.5  # CLS vs patch benefit mix
-    clip: float = 0.05  # softness of the soft clip of benefits at 0
+    imp_scale: float = 10.0  # P3B's pr_block_imp_scale: the soft clip's ceiling
     tolerance: float = 0.02  # |achieved - target| as a fraction of backbone block parameters
 
     def prune(self, ctx: PruneContext) -> PruneResult:
@@ -327,12 +411,7 @@ class BlockBenefit(Pruner):
         devices = [ctx.device] if ctx.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(ctx.seed)
-            history = self.gate_phase(ctx, model, brs, target * before)
-        final_keep = prunable - target * before
-        counts = allocate([_score(br) for br in brs], [br.size for br in brs],
-                          [br.unit_params for br in brs], final_keep)  # fmt: skip
-        for br, k in zip(brs, counts, strict=True):
-            br.keep = k
+            schedule, history = self.gate_phase(ctx, model, brs, prunable - target * before)
         kept = kept_indices(brs, len(model.blocks))
         slice_model(model, kept)
         freeze_backbone(model)
@@ -344,107 +423,130 @@ class BlockBenefit(Pruner):
             )
         ratios = [br.keep / br.size for br in brs]
         metrics = {"target_fraction": target, "params_removed_fraction": achieved,
-                   "branches_skipped": float(sum(r == 0 for r in ratios))}  # fmt: skip
+                   "branches_skipped": float(sum(r == 0 for r in ratios)),
+                   "gate_epochs": float(schedule.epochs)}  # fmt: skip
         for br, r in zip(brs, ratios, strict=True):
             metrics[f"keep/{br.kind}_{br.block + 1:02d}"] = r
-            metrics[f"benefit/{br.kind}_{br.block + 1:02d}"] = _score(br)
         decision = {
             "deployed": DEPLOYED,
             "reconstruction": "PETL adaptation of P3B (see docstring)",
             "keep_ratios": {
                 f"{br.kind}_{br.block + 1:02d}": r for br, r in zip(brs, ratios, strict=True)
             },
+            "schedule_steps": {
+                "start": schedule.start,
+                "sparse": schedule.sparse,
+                "total": schedule.total,
+            },  # fmt: skip
             "history": history,
             "settings": self.settings(),
             **metrics,
         }
         tags = {"stored.deployed": DEPLOYED, "reconstruction": "PETL adaptation of P3B"}
         return PruneResult(model, {"blocks": kept}, decision, metrics, tags=tags, retrain=True,
-                           epochs_trained=float(self.epochs))  # fmt: skip
+                           epochs_trained=float(schedule.epochs))  # fmt: skip
 
-    def gate_phase(self, ctx: PruneContext, model: nn.Module, brs: list[Branch], removed: float):
-        """Train PETL + head + auxiliary heads on the calibration set while the gates' Taylor
-        scores and the branches' benefits are tracked and the masks are recomputed."""
+    def schedule(self, recipe: Recipe, images: int) -> Schedule:
+        if not 0 <= self.prune_start < self.sparse_at <= self.harden_at <= 1:
+            raise UserError("block_benefit: need 0 <= prune_start < sparse_at <= harden_at <= 1")
+        epochs = self.epochs if self.epochs is not None else round(self.harden_at * recipe.epochs)
+        if not 1 <= epochs <= recipe.epochs:
+            raise UserError(
+                f"block_benefit: a gate phase of {epochs} epochs does not fit the training "
+                f"budget of {recipe.epochs} epochs (it is the budget's first epochs)"
+            )
+        steps = max(1, images // min(self.batch_size or recipe.batch_size, images))
+        total = epochs * steps
+        start = round(self.prune_start / self.harden_at * total)
+        sparse = max(start + 1, round(self.sparse_at / self.harden_at * total))
+        return Schedule(epochs, steps, min(start, total - 1), min(sparse, total))
+
+    def gate_phase(self, ctx: PruneContext, model: nn.Module, brs: list[Branch], keep: float):
+        """Train PETL + head + auxiliary heads on the calibration set, the recipe's first epochs
+        (its optimiser and lr schedule), while benefits and gate Taylor scores are accumulated
+        and the masks recomputed; ends with hard masks at the full budget (`keep` parameters)."""
         images = torch.cat([x for x, _ in ctx.calibration])
         labels = torch.cat([y for _, y in ctx.calibration])
-        n = len(images)
-        batch = min(self.batch_size, n)
-        steps_per_epoch = max(1, n // batch)
-        total = max(1, self.epochs * steps_per_epoch)
-        start, sparse = round(self.prune_start * total), max(1, round(self.sparse_at * total))
-        dim, classes = model.embed_dim, model.num_classes
-        aux = AuxHeads(2 * len(model.blocks) + 1, dim, classes, model.num_prefix_tokens)
+        schedule = self.schedule(ctx.recipe, len(images))
+        batch = len(images) // schedule.steps_per_epoch
+        aux = AuxHeads(len(brs), model.embed_dim, model.num_classes, model.num_prefix_tokens)
         aux = aux.to(ctx.device)
         params = [p for p in model.parameters() if p.requires_grad] + list(aux.parameters())
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        prunable = sum(br.size * br.unit_params for br in brs)
+        optimizer = torch.optim.AdamW(
+            params, lr=ctx.recipe.lr, weight_decay=ctx.recipe.weight_decay
+        )
+        scheduler = make_scheduler(optimizer, ctx.recipe)
         for br in brs:
-            br.mask = torch.ones(br.groups, br.size, device=ctx.device)
-            br.taylor = torch.zeros(br.groups, br.size, device=ctx.device)
+            br.mask = torch.ones(br.size, device=ctx.device)
+            br.taylor = torch.zeros(br.size, device=ctx.device)
             br.acc = torch.zeros_like(br.taylor)
+        benefits = Benefits(torch.zeros(2, len(brs)))
         generator = torch.Generator().manual_seed(ctx.seed)
         history, step = [], 0
         was_training = model.training
         model.train()
         try:
-            for _ in range(self.epochs):
-                order = torch.randperm(n, generator=generator).to(images.device)
-                for b in range(steps_per_epoch):
+            for epoch in range(schedule.epochs):
+                if scheduler is not None:
+                    scheduler.step(epoch)
+                order = torch.randperm(len(images), generator=generator).to(images.device)
+                for b in range(schedule.steps_per_epoch):
                     index = order[b * batch : (b + 1) * batch]
-                    self.train_step(model, aux, optimizer, brs, images[index], labels[index])
+                    drops = self.train_step(
+                        model, aux, optimizer, brs, images[index], labels[index]
+                    )
+                    if step >= schedule.start:
+                        self.accumulate(brs, benefits, drops)
+                    if schedule.updates_at(step, self.update_every):
+                        history.append(self.update(brs, benefits, schedule, step, keep))
                     step += 1
-                    if step % self.update_every == 0 or step == total:
-                        ramp = min(1.0, max(0.0, (step - start) / max(1, sparse - start)))
-                        cooling = max(0.0, 1.0 - max(0, step - start) / max(1, total - start))
-                        self.update(brs, step >= start, prunable - ramp * removed,
-                                    self.temperature * cooling)  # fmt: skip
-                        history.append({"step": step, "ramp": ramp,
-                                        "keep": [br.keep / br.size for br in brs]})  # fmt: skip
         finally:
             for br in brs:
                 br.module.channel_gate = None
             model.train(was_training)
-        return history
+        return schedule, history
 
-    def train_step(self, model, aux, optimizer, brs, x, y) -> None:
+    def train_step(self, model, aux, optimizer, brs, x, y) -> torch.Tensor:
+        """One step of the main and auxiliary losses through the masked gates; returns the
+        branches' cross-entropy drops (2 CLS/patch, branches)."""
         for br in brs:
-            br.gate = torch.ones(br.groups * br.size, device=x.device, requires_grad=True)
-            br.module.channel_gate = br.mask.flatten() * br.gate
+            br.gate = torch.ones(br.size, device=x.device, requires_grad=True)
+            br.module.channel_gate = br.channel_gate()
         logits, points = forward_points(model, x)
         aux_losses = aux.losses(points, y)
         loss = F.cross_entropy(logits, y) + aux_losses.sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        drops = (aux_losses[:-1] - aux_losses[1:]).detach().cpu()  # branch j: input j, output j+1
-        for j, br in enumerate(brs):
-            br.acc += br.gate.grad.view(br.groups, br.size).pow(2)
-            br.drops = [br.drops[0] + float(drops[j, 0]), br.drops[1] + float(drops[j, 1])]
+        return (aux_losses[0] - aux_losses[1]).detach().cpu()
+
+    def accumulate(self, brs: list[Branch], benefits: Benefits, drops: torch.Tensor) -> None:
+        benefits.add(drops)
+        for br in brs:
+            br.acc += br.gate.grad.pow(2)
             br.steps += 1
 
-    def update(self, brs: list[Branch], pruning: bool, keep_params: float, temperature: float):
-        """EMAs of Taylor scores and benefits from the steps since the last update; then, while
-        pruning, the keep ratios for the current budget and the masks."""
-        for br in brs:
-            steps = max(1, br.steps)
-            taylor = br.acc / steps
-            benefit = self.alpha * br.drops[0] / steps + (1 - self.alpha) * br.drops[1] / steps
-            benefit = self.clip * F.softplus(torch.tensor(benefit / self.clip)).item()
-            benefit /= br.params()
-            if br.benefit is None:
-                br.taylor, br.benefit = taylor, benefit
-            else:
-                br.taylor = (1 - self.ema) * br.taylor + self.ema * taylor
-                br.benefit = (1 - self.ema) * br.benefit + self.ema * benefit
+    def update(self, brs: list[Branch], benefits: Benefits, schedule: Schedule, step: int,
+               keep: float) -> dict:  # fmt: skip
+        """P3B's prune_forward: the window's benefits -> each branch's goal at the full budget;
+        its keep moves there with the ramp; masks from the window's Taylor scores; the windows
+        reset."""
+        remaining = torch.tensor([float(br.params()) for br in brs])
+        scores = benefits.update(remaining, self.imp_scale, self.ema, self.alpha)
+        goals = allocate(scores.tolist(), [br.size for br in brs],
+                         [br.unit_params for br in brs], keep)  # fmt: skip
+        ramp = schedule.ramp(step)
+        temperature = self.temperature * (1.0 - schedule.sharpness(step))
+        for br, goal in zip(brs, goals, strict=True):
+            br.taylor = br.acc / max(1, br.steps)
             br.acc.zero_()
-            br.drops, br.steps = [0.0, 0.0], 0
-        if not pruning:
-            return
-        counts = allocate([_score(br) for br in brs], [br.size for br in brs],
-                          [br.unit_params for br in brs], keep_params)  # fmt: skip
-        for br, k in zip(brs, counts, strict=True):
-            br.keep = k
-            br.mask = soft_mask(br.taylor, k, temperature)
+            br.steps = 0
+            br.goal = goal
+            br.keep = round(br.size - (br.size - goal) * ramp)
+            br.mask = soft_mask(br.taylor, br.keep, temperature)
+        return {"step": step + 1, "ramp": ramp, "temperature": temperature,
+                "keep": [br.keep / br.size for br in brs],
+                "benefit": [round(float(s), 6) for s in scores]}  # fmt: skip
 
     @classmethod
     def restore(cls, model: nn.Module, state: dict[str, Any]) -> nn.Module:
@@ -452,7 +554,3 @@ class BlockBenefit(Pruner):
         slice_model(model, state["blocks"])
         freeze_backbone(model)
         return model
-
-
-def _score(br: Branch) -> float:
-    return 0.0 if br.benefit is None else br.benefit

@@ -11,6 +11,7 @@ task helps at all.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -21,8 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.budget import blocks_to_keep
+from bench.errors import UserError
 from bench.models.truncate import keep_blocks
 from bench.pruning import PRUNERS, Budget, PruneContext, Pruner, PruneResult
+
+TOKENS = ("all", "cls")  # what block_influence averages over
 
 
 class LayerwisePruner(Pruner):
@@ -84,14 +88,25 @@ class FixedDepth(LayerwisePruner):
 @PRUNERS.register("random_blocks")
 @dataclass
 class RandomBlocks(LayerwisePruner):
-    """Drops a random set of N - k blocks, seeded by the run's seed: a sanity floor."""
+    """Drops a random set of N - k blocks: a sanity floor. The draw depends on the task and the
+    run's seed (a stable hash of both), so tasks with the same k do not all drop the same
+    blocks. One run is one draw (the harness retrains and evaluates one model per run): K draws
+    are K seeds (SEEDS=0,...,K-1), and the tables average over seeds."""
 
     name = "random_blocks"
 
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
         num_blocks = len(ctx.model.blocks)
-        dropped = random.Random(ctx.seed).sample(range(num_blocks), num_blocks - k)
-        return [i for i in range(num_blocks) if i not in dropped], {"rng_seed": ctx.seed}
+        rng_seed = draw_seed(ctx.task.name, ctx.seed)
+        dropped = random.Random(rng_seed).sample(range(num_blocks), num_blocks - k)
+        return [i for i in range(num_blocks) if i not in dropped], {"rng_seed": rng_seed}
+
+
+def draw_seed(task: str, seed: int) -> int:
+    """A seed from the task name and the run's seed that every process computes alike (sha256;
+    Python's hash() of a string is salted per process)."""
+    digest = hashlib.sha256(f"random_blocks|{task}|{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 @PRUNERS.register("block_influence")
@@ -99,28 +114,38 @@ class RandomBlocks(LayerwisePruner):
 class BlockInfluence(LayerwisePruner):
     """Drops the N - k blocks that change their tokens least: score = 1 - cos(input, output),
     averaged over tokens and calibration images (the "block influence" of LLM layer pruning,
-    e.g. ShortGPT), computed once on the unpruned model."""
+    e.g. ShortGPT), computed once on the unpruned model. `tokens="all"` (default) averages over
+    every token, as ShortGPT over a sequence's hidden states; `tokens="cls"` scores only the CLS
+    token, the one the classifier head reads."""
 
     name = "block_influence"
 
     max_images: int | None = None  # None: every calibration image (train800val200)
+    tokens: str = "all"  # all | cls
 
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
-        scores = block_influence(ctx.model, ctx.calibration, self.max_images)
+        if self.tokens not in TOKENS:
+            raise UserError(f"block_influence: tokens {self.tokens!r}; use {' or '.join(TOKENS)}")
+        scores = block_influence(ctx.model, ctx.calibration, self.max_images, self.tokens)
         # ties broken by index, so the result does not depend on sort stability
         ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
         return ranked[:k], {"scores": scores}
 
 
 @torch.no_grad()
-def block_influence(model: nn.Module, loader, max_images: int | None = None) -> list[float]:
-    """Mean over tokens and images of 1 - cosine(block input, block output), per block."""
+def block_influence(
+    model: nn.Module, loader, max_images: int | None = None, tokens: str = "all"
+) -> list[float]:
+    """Mean over tokens (every token, or the CLS token: the first) and images of
+    1 - cosine(block input, block output), per block."""
     totals = torch.zeros(len(model.blocks), dtype=torch.float64)
     count = 0
+    read = slice(None) if tokens == "all" else slice(0, 1)
 
     def hook(index: int):
         def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            cos = F.cosine_similarity(args[0].double(), output.double(), dim=-1)
+            before, after = args[0][:, read].double(), output[:, read].double()
+            cos = F.cosine_similarity(before, after, dim=-1)
             totals[index] += (1.0 - cos).mean(dim=1).sum().cpu()
 
         return record

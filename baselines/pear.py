@@ -1,10 +1,11 @@
-"""Pear-style adapter pruning and sharing: a RECONSTRUCTION, not the authors' code.
+"""Pear-style adapter pruning and sharing: a RECONSTRUCTION from the paper, not the authors' code.
 
-Pear (Zhong & Zhou, arXiv 2409.19733): only the abstract and a review were readable, not the full
-text. What is reconstructed from them: adapters are scored by first-order Taylor importance, the
-least important are pruned to a target ratio of adapter parameters, each pruned position then
-*shares* (reuses, and keeps training) a kept adapter, and a "knowledge checkpoint" preserves what
-the pruned adapters had learnt. The choices made here, none of them from the paper:
+Pear (Zhong & Zhou, arXiv 2409.19733): the original Pear code could not be checked (no public
+code was found), and only the abstract and a review of the paper were readable. What is
+reconstructed from them: adapters are scored by first-order Taylor importance, the least
+important are pruned to a target ratio of adapter parameters, each pruned position then *shares*
+(reuses, and keeps training) a kept adapter, and a "knowledge checkpoint" preserves what the
+pruned adapters had learnt. The choices made here, none of them checked against Pear's code:
 
 - warm-up: the transfer (PETL training) that produced the model; no extra warm-up here;
 - score of an adapter: sum over its parameters of |theta * dL/dtheta|, with dL/dtheta the
@@ -12,8 +13,12 @@ the pruned adapters had learnt. The choices made here, none of them from the pap
 - sharing: a pruned position reuses the nearest kept adapter of the same role (attention or MLP
   branch), ties broken by the higher score; the shared adapter is one module at both positions,
   so retraining (by the harness, same recipe as every pruner) trains it for all of them;
-- knowledge checkpoint: at pruning time each kept adapter becomes the score-weighted average of
-  itself and the pruned adapters that now share it (`fold="mean"`: unweighted; `"none"`: off).
+- knowledge checkpoint: off by default (`fold="none"`): the shared adapter keeps its own
+  weights, and the retraining carries what the task needs. Averaging the weights of independently
+  initialised nonlinear bottlenecks does not preserve what either computed (their hidden units
+  are not aligned), so it is not the default; the score-weighted average of the kept adapter and
+  the pruned ones that now share it (`fold="taylor"`) and the plain average (`fold="mean"`)
+  remain as labelled options.
 
 Pear prunes adapters, not the backbone: it reduces stored parameters, not compute (with RepAdapter,
 merged, not even the unmerged adapter cost: each position folds its shared adapter into its own
@@ -38,30 +43,35 @@ from bench.models.petl import AdapterBlock, PetlModule, freeze_backbone
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 
 RECONSTRUCTION = (
-    "Pear-style reconstruction from the abstract and a review (full text not available): "
-    "Taylor-scored adapters, pruned positions share the nearest kept adapter, pruned adapters "
-    "folded into the shared one"
+    "Pear-style reconstruction from the paper's abstract and a review (the original code could "
+    "not be checked): Taylor-scored adapters, pruned positions share the nearest kept adapter"
 )
+FOLDS = {
+    "none": "no weight folding: the shared adapter keeps its own weights",
+    "taylor": "pruned adapters folded into the shared one (score-weighted average of weights)",
+    "mean": "pruned adapters folded into the shared one (plain average of weights)",
+}
 
 
 @PRUNERS.register("pear")
 @dataclass
 class Pear(Pruner):
     """Prunes the least important adapters (first-order Taylor) to a ratio of PETL parameters;
-    every pruned position shares a kept adapter, into which the pruned one is folded.
-    A Pear-style reconstruction: see the module docstring for what is and is not from the paper."""
+    every pruned position shares the nearest kept adapter (weights folded in only with `fold`).
+    A Pear-style reconstruction from the paper (the original code could not be checked): see the
+    module docstring for what is and is not from the paper."""
 
     name = "pear"
     budget_axis = "petl"
 
     batches: int = 10  # calibration batches for the Taylor gradients
     batch_size: int = 32
-    fold: str = "taylor"  # knowledge checkpoint: taylor (score-weighted mean) | mean | none
+    fold: str = "none"  # knowledge checkpoint: none | taylor (score-weighted mean) | mean
     tolerance: float = 0.05  # |achieved - target| as a fraction of PETL parameters
 
     def prune(self, ctx: PruneContext) -> PruneResult:
-        if self.fold not in ("taylor", "mean", "none"):
-            raise UserError(f"pear: unknown fold {self.fold!r}; use taylor, mean or none")
+        if self.fold not in FOLDS:
+            raise UserError(f"pear: unknown fold {self.fold!r}; use {', '.join(FOLDS)}")
         model = ctx.model
         adapters = adapter_paths(model)
         target = param_fraction(ctx.budget, len(model.blocks))
@@ -83,6 +93,7 @@ class Pear(Pruner):
             )
         decision = {
             "reconstruction": RECONSTRUCTION,
+            "knowledge_checkpoint": FOLDS[self.fold],
             "scores": scores,
             "pruned": pruned,
             "sharing": sharing,
@@ -99,6 +110,7 @@ class Pear(Pruner):
         metrics.update({f"score/{p}": s for p, s in scores.items()})
         tags = {
             "reconstruction": RECONSTRUCTION,
+            "pear.fold": FOLDS[self.fold],
             "stored.deployed": "kept adapters + sharing map + head",
         }
         return PruneResult(model, {"sharing": sharing}, decision, metrics, tags=tags, retrain=True)
@@ -190,8 +202,8 @@ def sharing_map(adapters: list[str], pruned: list[str], scores: dict[str, float]
 def fold_adapters(
     model: nn.Module, sharing: dict[str, str], scores: dict[str, float], fold: str
 ) -> None:
-    """The knowledge checkpoint: each shared adapter becomes the (score-weighted) average of
-    itself and the adapters it replaces."""
+    """The optional knowledge checkpoint (`fold` taylor | mean): each shared adapter becomes the
+    (score-weighted) average of itself and the adapters it replaces; `none` leaves it as is."""
     if fold == "none":
         return
     groups: dict[str, list[str]] = {}

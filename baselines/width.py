@@ -1,10 +1,24 @@
-"""Structured width pruning with torch-pruning (DepGraph): `magnitude` and first-order `taylor`.
+"""Structured width pruning with torch-pruning (DepGraph): `magnitude`, `taylor`, and
+`depgraph_sls`, the SLS paper's DepGraph comparison.
 
-Uniform per layer (global_pruning=False): every block loses the same fraction of its attention
-head dims (all heads kept) and of its MLP hidden units. The residual/embedding width is kept, so
-the PETL modules that read and write the residual stream and the head are untouched (they, and
-the patch embedding that pins the residual width, are ignored layers). The channel ratio is
-searched so that the backbone *block* parameters removed match the budget (bench.budget).
+Settings follow the SLS authors' DepGraph script (RuiZiHan/SLS compare_depgraph.py): importance
+`l1`, `l2` (torch-pruning's group magnitude; their GroupNormImportance), `taylor` (first-order,
+gradients of 10 calibration batches of 32), `hessian` (torch-pruning's group OBD: mean squared
+per-sample gradients) or `random`; uniform per layer (`global_pruning=False`, their default) or
+one ranking across layers; `round_to=2`; heads kept, head dims pruned (the same dims in every
+head, as torch-pruning averages a dim's importance over the heads); the head and every PETL
+module ignored. The residual/embedding width is kept, so the PETL modules that read and write
+the residual stream and the head are untouched (they, and the patch embedding that pins the
+residual width, are ignored layers: in the SLS script the ignored adapters pin it the same way).
+
+`magnitude` and `taylor` meet the run's budget: the channel ratio is searched so that the
+backbone *block* parameters removed match it (bench.budget), and the harness retrains PETL + head.
+By default they keep the unpruned softmax scale (`keep_scale`): the frozen backbone's q and k
+were trained with head_dim ** -0.5 of the full head, and a frozen backbone cannot re-learn the
+sharper softmax that head_dim' ** -0.5 of the pruned head gives (`keep_scale=false` for that,
+which is what fused attention does by default, and what the SLS script did). `depgraph_sls`
+regenerates the SLS paper's row: channel ratio 1/3 (their 0.3333), uniform, Taylor,
+`round_to=2`, pruned-head scale, no retraining; it ignores the run's budget.
 
 Per-task state, both ways (spec BASELINES.md, "Storage accounting"): deployed as the kept channel
 indices into the shared backbone (`state`, a few KB of JSON; `restore` slices a fresh backbone,
@@ -19,7 +33,6 @@ import copy
 import json
 import time
 import warnings
-from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,31 +62,27 @@ class Trial:
     fraction: float  # backbone block parameters removed
 
 
+IMPORTANCES = ("l1", "l2", "taylor", "hessian", "random")  # the SLS authors' DepGraph choices
+
+
 @dataclass
 class WidthPruner(Pruner):
-    """Shared search and bookkeeping; subclasses give the torch-pruning importance."""
+    """torch-pruning width pruning at a searched channel ratio; subclasses set the defaults."""
 
+    importance: str = "l2"  # l1 | l2 | taylor | hessian | random
+    global_pruning: bool = False  # False: uniform per layer (SLS script); True: one ranking
+    round_to: int | None = 2  # kept channel counts are multiples of this (SLS script: 2)
+    keep_scale: bool = True  # keep the unpruned softmax scale (module docstring)
+    batches: int = 10  # calibration batches for taylor / hessian gradients (SLS authors: 10)
+    batch_size: int = 32  # (SLS authors: 32)
     tolerance: float = 0.02  # |achieved - target|, absolute, as a fraction of block params
     max_trials: int = 12  # channel-ratio search steps
-    round_to: int | None = None  # keep channel counts multiples of this (torch-pruning)
     log_pruned_backbone: bool = False  # also log the pruned backbone file as an artifact
 
-    @abstractmethod
-    def importance(self) -> tp.importance.Importance: ...
-
-    def gradients(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
-        """Backbone gradients the importance reads (none for magnitude)."""
-        return {}
-
     def prune(self, ctx: PruneContext) -> PruneResult:
-        check_supported(ctx.model)
         start = time.perf_counter()
         target = param_fraction(ctx.budget, len(ctx.model.blocks))
-        grads = self.gradients(ctx)
-
-        def trial(ratio: float) -> Trial:
-            return prune_trial(ctx.model, ratio, self.importance(), grads, self.round_to)
-
+        trial = self.trials(ctx)
         best, history = search_ratio(trial, target, self.tolerance, self.max_trials)
         if target > 0 and best.fraction <= 0:
             raise RuntimeError(
@@ -84,18 +93,48 @@ class WidthPruner(Pruner):
                 f"{self.name}: closest channel ratio {best.ratio:.4f} removes {best.fraction:.4f}"
                 f" of the block parameters, target {target:.4f} ± {self.tolerance}"
             )
-        state = {"blocks": best.kept}
+        metrics = {"target_fraction": target, "search_trials": float(len(history))}
+        return self.result(ctx, best, history, metrics, start, retrain=True)
+
+    def trials(self, ctx: PruneContext) -> Callable[[float], Trial]:
+        """Prunes a copy of the model at a channel ratio (the importance's gradients once)."""
+        if self.importance not in IMPORTANCES:
+            raise UserError(
+                f"{self.name}: unknown importance {self.importance!r}; use {', '.join(IMPORTANCES)}"
+            )
+        check_supported(ctx.model)
+        grads = self.gradients(ctx)
+
+        def trial(ratio: float) -> Trial:
+            options = PruneOptions(self.global_pruning, self.round_to, self.keep_scale, ctx.seed)
+            return prune_trial(ctx.model, ratio, make_importance(self.importance), grads, options)
+
+        return trial
+
+    def gradients(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
+        """Backbone gradients the importance reads: summed (taylor), mean squared per sample
+        (hessian), none (l1, l2, random)."""
+        if self.importance not in ("taylor", "hessian"):
+            return {}
+        n = self.batches * self.batch_size
+        images, labels = sample_calibration(ctx.calibration, n, ctx.seed)
+        if self.importance == "hessian":
+            return hessian_gradients(ctx.model, images, labels)
+        return taylor_gradients(ctx.model, images, labels, self.batch_size)
+
+    def result(self, ctx: PruneContext, best: Trial, history: list, metrics: dict, start: float,
+               retrain: bool) -> PruneResult:  # fmt: skip
+        """The pruned model, its state (kept indices, checked to rebuild it) and its record."""
+        state = {"blocks": best.kept, "keep_scale": self.keep_scale}
         verify_restore(ctx.model, best.model, state, type(self))
         backbone_file = ctx.artifact_dir / "pruned_backbone.safetensors"
         backbone_bytes = save_pruned_backbone(best.model, backbone_file)
-        index_bytes = len(json.dumps(state, separators=(",", ":")))
         metrics = {
-            "target_fraction": target,
+            **metrics,
             "params_removed_fraction": best.fraction,
             "pruning_ratio": best.ratio,
-            "search_trials": float(len(history)),
             "search_seconds": time.perf_counter() - start,
-            "bytes_indices": float(index_bytes),
+            "bytes_indices": float(len(json.dumps(state, separators=(",", ":")))),
             "bytes_pruned_backbone": float(backbone_bytes),
         }
         decision = {
@@ -109,7 +148,7 @@ class WidthPruner(Pruner):
         }
         artifacts = [backbone_file] if self.log_pruned_backbone else []
         tags = {"stored.deployed": DEPLOYED}
-        return PruneResult(best.model, state, decision, metrics, artifacts, retrain=True, tags=tags)
+        return PruneResult(best.model, state, decision, metrics, artifacts, tags, retrain=retrain)
 
     @classmethod
     def restore(cls, model: nn.Module, state: dict[str, Any]) -> nn.Module:
@@ -117,22 +156,17 @@ class WidthPruner(Pruner):
         if len(state["blocks"]) != len(model.blocks):
             raise ValueError(f"state has {len(state['blocks'])} blocks, model {len(model.blocks)}")
         for block, kept in zip(model.blocks, state["blocks"], strict=True):
-            slice_block(timm_block(block), kept)
+            slice_block(timm_block(block), kept, state.get("keep_scale", False))
         return model
 
 
 @PRUNERS.register("magnitude")
 @dataclass
 class Magnitude(WidthPruner):
-    """Group magnitude (torch-pruning GroupMagnitudeImportance): the Lp norm of each channel's
-    coupled weights, averaged over the group; p=2 by default, p=1 for L1."""
+    """Group magnitude (torch-pruning GroupMagnitudeImportance): the L2 (or `importance=l1`)
+    norm of each channel's coupled weights, averaged over the group."""
 
     name = "magnitude"
-
-    p: int = 2
-
-    def importance(self) -> tp.importance.Importance:
-        return tp.importance.GroupMagnitudeImportance(p=self.p)
 
 
 @PRUNERS.register("taylor")
@@ -144,16 +178,30 @@ class Taylor(WidthPruner):
 
     name = "taylor"
 
-    batches: int = 10
-    batch_size: int = 32
+    importance: str = "taylor"
 
-    def importance(self) -> tp.importance.Importance:
-        return tp.importance.GroupTaylorImportance()
 
-    def gradients(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
-        n = self.batches * self.batch_size
-        images, labels = sample_calibration(ctx.calibration, n, ctx.seed)
-        return taylor_gradients(ctx.model, images, labels, self.batch_size)
+@PRUNERS.register("depgraph_sls")
+@dataclass
+class DepGraphSLS(WidthPruner):
+    """The SLS paper's DepGraph comparison, to regenerate that row of its table (RuiZiHan/SLS
+    compare_depgraph.py with its defaults, run_depgraph.sh): uniform torch-pruning at channel
+    ratio 0.3333 with Taylor importance (10 calibration batches of 32), round_to=2, heads kept,
+    the softmax scale of the pruned head, and no retraining (evaluated as pruned). Its budget is
+    that ratio, not the run's."""
+
+    name = "depgraph_sls"
+    fixed_budget = "auto"
+
+    importance: str = "taylor"
+    keep_scale: bool = False
+    pruning_ratio: float = 0.3333  # the channel ratio of the SLS script
+
+    def prune(self, ctx: PruneContext) -> PruneResult:
+        start = time.perf_counter()
+        pruned = self.trials(ctx)(self.pruning_ratio)
+        history = [{"ratio": pruned.ratio, "fraction": pruned.fraction}]
+        return self.result(ctx, pruned, history, {}, start, retrain=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,29 +214,69 @@ def timm_block(block: nn.Module) -> nn.Module:
 
 
 def check_supported(model: nn.Module) -> None:
+    """Width pruning cuts the block's frozen Linears: PETL modules that wrap them are refused."""
     for block in model.blocks:
-        attn = timm_block(block).attn
-        if not isinstance(attn.qkv, nn.Linear):
+        b = timm_block(block)
+        if not isinstance(b.attn.qkv, nn.Linear):
             raise UserError(
-                "width pruning (magnitude, taylor) is not supported with the LoRA PETL: LoRAQKV "
-                "wraps the qkv projection, so its trainable q/v updates would be pruned with it; "
-                "use --petl convpass, adapter or repadapter"
+                "width pruning (magnitude, taylor, depgraph_sls) is not supported with the LoRA "
+                "PETL: LoRAQKV wraps the qkv projection, so its trainable q/v updates would be "
+                "pruned with it; use --petl convpass, adapter or repadapter"
             )
-        plain = isinstance(attn, Attention) and attn.gate is None
-        if not plain or not all(isinstance(m, nn.Identity) for m in (attn.q_norm, attn.norm)):
-            raise UserError(f"width pruning supports timm's plain Attention, not {attn}")
+        if any(isinstance(m, PetlModule) for m in (b.attn.qkv, b.attn.proj, b.mlp.fc1)):
+            raise UserError(
+                "width pruning (magnitude, taylor, depgraph_sls) is not supported with the SPLoRA "
+                "PETL: its adapters live inside the Linears it would cut (torch-pruning prunes "
+                "nothing in them); SPLoRA models are pruned by spa, or use --petl convpass or "
+                "adapter"
+            )
+        check_plain_attention(b.attn)
 
 
-def fix_attention(attn: Attention) -> None:
+def check_plain_attention(attn: nn.Module) -> None:
+    plain = isinstance(attn, Attention) and attn.gate is None
+    if not plain or not all(isinstance(m, nn.Identity) for m in (attn.q_norm, attn.norm)):
+        raise UserError(f"width pruning supports timm's plain Attention, not {attn}")
+
+
+class ScaledAttention(Attention):
+    """timm Attention whose softmax uses `self.scale` on every path (timm's fused path uses
+    head_dim ** -0.5 of the current q whatever `scale` says), so a pruned attention can keep the
+    unpruned scale; `attn_dim` 0 (a skipped branch) leaves only the projection's bias."""
+
+    def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
+        b, n, _ = x.shape
+        if self.attn_dim == 0:
+            return self.proj_drop(self.proj(x.new_zeros(b, n, 0)))
+        qkv = self.project_qkv(x)
+        qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop.p if self.training else 0.0,
+            is_causal=is_causal, scale=self.scale,
+        )  # fmt: skip
+        x = self.norm(x.transpose(1, 2).reshape(b, n, self.attn_dim))
+        return self.proj_drop(self.proj(x))
+
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        return self.qkv(x)
+
+
+def fix_attention(attn: Attention, keep_scale: bool) -> None:
     """Set timm Attention's cached sizes from the pruned projections (heads kept, head dim cut).
 
-    The softmax scale follows the pruned head dim, as fused attention (SDPA's default) does.
+    `keep_scale`: the softmax scale stays the unpruned one (a ScaledAttention uses it); else it
+    follows the pruned head dim, as fused attention (SDPA's default) does.
     """
     attn.attn_dim = attn.proj.in_features
     if attn.attn_dim % attn.num_heads or attn.qkv.out_features != 3 * attn.attn_dim:
         raise RuntimeError(f"pruned attention does not split into {attn.num_heads} heads: {attn}")
     attn.head_dim = attn.attn_dim // attn.num_heads
-    attn.scale = attn.head_dim**-0.5
+    if keep_scale:
+        attn.__class__ = ScaledAttention if type(attn) is Attention else type(attn)
+    else:
+        attn.scale = attn.head_dim**-0.5
 
 
 def kept_widths(block: nn.Module) -> dict[str, int]:
@@ -210,11 +298,11 @@ def keep_channels(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
         linear.in_features = len(index)
 
 
-def slice_block(block: nn.Module, kept: dict[str, list[int]]) -> None:
+def slice_block(block: nn.Module, kept: dict[str, list[int]], keep_scale: bool) -> None:
     """Re-apply a block's kept indices to a fresh (unpruned) timm Block."""
     if "attn" in kept:
         slice_head_dims(block.attn, kept["attn"])
-        fix_attention(block.attn)
+        fix_attention(block.attn, keep_scale)
     if "mlp" in kept:
         slice_mlp_hidden(block.mlp, kept["mlp"])
 
@@ -238,18 +326,44 @@ def slice_mlp_hidden(mlp: nn.Module, kept: list[int]) -> None:
 # pruning with torch-pruning
 
 
+@dataclass(frozen=True)
+class PruneOptions:
+    """torch-pruning's options that are settings here, and the seed (random importance)."""
+
+    global_pruning: bool = False
+    round_to: int | None = 2
+    keep_scale: bool = True
+    seed: int = 0
+
+
+def make_importance(name: str) -> tp.importance.Importance:
+    """torch-pruning's importance for the SLS script's `pruning_type`."""
+    if name in ("l1", "l2"):
+        return tp.importance.GroupMagnitudeImportance(p=1 if name == "l1" else 2)
+    if name == "taylor":
+        return tp.importance.GroupTaylorImportance()
+    if name == "hessian":
+        return tp.importance.GroupHessianImportance()  # reads the mean squared gradient in .grad
+    if name == "random":
+        return tp.importance.RandomImportance()
+    raise UserError(f"unknown importance {name!r}; use {', '.join(IMPORTANCES)}")
+
+
 def prune_trial(
     model: nn.Module,
     ratio: float,
     importance: tp.importance.Importance,
     grads: dict[str, torch.Tensor],
-    round_to: int | None,
+    options: PruneOptions,
 ) -> Trial:
-    """Prune a deep copy of `model` at channel ratio `ratio`; `model` is left as it was."""
+    """Prune a deep copy of `model` at channel ratio `ratio`; `model` is left as it was. The
+    random state is seeded per trial, so a random importance draws the same way each time."""
     candidate = copy.deepcopy(model)
     kept: KeptIndices = [{} for _ in candidate.blocks]
     if ratio > 0:
-        kept = prune_width(candidate, ratio, importance, grads, round_to)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
+            kept = prune_width(candidate, ratio, importance, grads, options)
     fraction = 1.0 - backbone_block_params(candidate) / backbone_block_params(model)
     return Trial(ratio, candidate, kept, fraction)
 
@@ -259,7 +373,7 @@ def prune_width(
     ratio: float,
     importance: tp.importance.Importance,
     grads: dict[str, torch.Tensor],
-    round_to: int | None = None,
+    options: PruneOptions,
 ) -> KeptIndices:
     """Prune `model` in place with torch-pruning's BasePruner; returns the kept indices.
 
@@ -282,9 +396,11 @@ def prune_width(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
             pruner = tp.pruner.BasePruner(
-                model, example, importance, pruning_ratio=ratio, global_pruning=False,
+                model, example, importance, pruning_ratio=ratio,
+                global_pruning=options.global_pruning,
                 num_heads={b.attn.qkv: b.attn.num_heads for b in blocks}, prune_head_dims=True,
-                prune_num_heads=False, ignored_layers=ignored_layers(model), round_to=round_to,
+                prune_num_heads=False, ignored_layers=ignored_layers(model),
+                round_to=options.round_to,
             )  # fmt: skip
         for group in pruner.step(interactive=True):
             _record(group, pruner.DG, watched, coupled, pruned)
@@ -294,7 +410,7 @@ def prune_width(
             param.grad = None
         freeze_backbone(model)
     for b in blocks:
-        fix_attention(b.attn)
+        fix_attention(b.attn, options.keep_scale)
     return [
         {role: _complement(widths[(i, role)], pruned[(i, role)])
          for role in ("attn", "mlp") if (i, role) in pruned}
@@ -357,11 +473,14 @@ def search_ratio(
 
 def verify_restore(original: nn.Module, pruned: nn.Module, state: dict, pruner: type) -> None:
     """Slicing a fresh copy by the stored indices must give the pruned weights exactly."""
-    rebuilt = pruner.restore(copy.deepcopy(original), state).state_dict()
-    expected = pruned.state_dict()
+    model = pruner.restore(copy.deepcopy(original), state)
+    rebuilt, expected = model.state_dict(), pruned.state_dict()
     same = rebuilt.keys() == expected.keys() and all(
         torch.equal(rebuilt[k], expected[k]) for k in expected
     )
+    pairs = zip(model.blocks, pruned.blocks, strict=True)
+    attention = [(timm_block(a).attn, timm_block(b).attn) for a, b in pairs]
+    same = same and all(type(a) is type(b) and a.scale == b.scale for a, b in attention)
     if not same:
         raise RuntimeError("the kept indices do not rebuild the pruned model from the backbone")
 
@@ -379,7 +498,7 @@ def save_pruned_backbone(model: nn.Module, path: Path) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Taylor gradients
+# gradients for taylor and hessian
 
 
 def sample_calibration(loader, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -400,23 +519,41 @@ def sample_calibration(loader, n: int, seed: int) -> tuple[torch.Tensor, torch.T
 def taylor_gradients(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
 ) -> dict[str, torch.Tensor]:
-    """Cross-entropy gradients of the backbone parameters, summed over batches (eval mode, so
-    dropout does not make them random); no optimizer step, and the freezing is restored."""
+    """Cross-entropy gradients of the backbone parameters, summed over batches (what
+    torch-pruning's GroupTaylorImportance reads)."""
+    batches = zip(images.split(batch_size), labels.split(batch_size), strict=True)
+    return backbone_gradients(model, batches, squared=False)
+
+
+def hessian_gradients(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The mean over samples of each backbone parameter's squared per-sample cross-entropy
+    gradient (OBD's diagonal Hessian estimate): what torch-pruning's GroupHessianImportance
+    accumulates with `accumulate_grad` after each sample's backward, as the SLS script does."""
+    samples = ((x[None], y[None]) for x, y in zip(images, labels, strict=True))
+    sums = backbone_gradients(model, samples, squared=True)
+    return {name: total / len(images) for name, total in sums.items()}
+
+
+def backbone_gradients(model: nn.Module, batches, squared: bool) -> dict[str, torch.Tensor]:
+    """Sum over `batches` of each backbone parameter's cross-entropy gradient (or its square),
+    in eval mode (dropout does not make them random); no optimizer step, freezing restored."""
     was_training = model.training
     model.eval()
     for param in model.parameters():
         param.requires_grad_(True)
-        param.grad = None
+    totals: dict[str, torch.Tensor] = {}
     try:
-        for x, y in zip(images.split(batch_size), labels.split(batch_size), strict=True):
+        for x, y in batches:
+            model.zero_grad(set_to_none=True)
             F.cross_entropy(model(x), y).backward()
-        return {
-            name: p.grad.detach().clone()
-            for name, p in model.named_parameters()
-            if p.grad is not None and not is_task_parameter(model, name)
-        }
+            for name, p in model.named_parameters():
+                if p.grad is not None and not is_task_parameter(model, name):
+                    grad = p.grad.detach().pow(2) if squared else p.grad.detach()
+                    totals[name] = totals[name] + grad if name in totals else grad.clone()
+        return totals
     finally:
-        for param in model.parameters():
-            param.grad = None
+        model.zero_grad(set_to_none=True)
         freeze_backbone(model)
         model.train(was_training)

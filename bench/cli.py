@@ -34,7 +34,7 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--preset", default="demo", help="demo (offline CPU default) or paper")
     run.add_argument("--source", help="auto | folder | tfds | digits")
     run.add_argument("--data", help="vtab-1k folder root or tfds data_dir")
-    run.add_argument("--petl", help="convpass | repadapter | adapter | lora")
+    run.add_argument("--petl", help="convpass | repadapter | adapter | lora | splora")
     run.add_argument("--methods", help="comma-separated pruners, e.g. none,sls")
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1")
     run.add_argument("--backbone", help="timm model name")

@@ -43,7 +43,7 @@ class ModelConfig:
 
 @dataclass
 class PetlConfig:
-    method: str = "convpass"  # convpass | repadapter | adapter | lora
+    method: str = "convpass"  # convpass | repadapter | adapter | lora | splora
     dim: int | None = None  # bottleneck width / LoRA rank (None: method default, 8)
     scale: float | None = None  # None: the method's per-task value
     xavier_init: bool | None = None  # Convpass conv init; None: the per-task value

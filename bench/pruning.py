@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.config import Recipe
 from bench.errors import UserError
 from bench.registry import Registry
 from bench.tasks import TaskSpec
@@ -63,6 +64,10 @@ class PruneContext:
     seed: int
     device: torch.device
     artifact_dir: Path  # where the pruner may write plots / decision files to log
+    # The training budget after the transfer: the recipe the harness retrains with. A pruner
+    # that trains (block_benefit) spends its first epochs and declares them in
+    # `PruneResult.epochs_trained`; the harness trains the rest (`retrain_start_epoch`).
+    recipe: Recipe = field(default_factory=Recipe)
 
 
 @dataclass
@@ -74,7 +79,9 @@ class PruneResult:
     artifacts: list[Path] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # e.g. what is stored, reconstruction notes
     retrain: bool = True  # whether the harness retrains PETL + head afterwards
-    epochs_trained: float = 0.0  # epochs the pruner itself trained (counts after the transfer)
+    # Epochs the pruner itself trained, as the first epochs of `PruneContext.recipe`: they count
+    # after the transfer, and the harness's retraining is shortened by them (same total).
+    epochs_trained: float = 0.0
 
 
 class Pruner(ABC):

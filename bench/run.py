@@ -45,7 +45,7 @@ from bench.pruning import (
 from bench.state import save_task_state
 from bench.tasks import TaskSpec, get_task
 from bench.tracking import TrackedRun, client, environment_tags, one_line
-from bench.train import TrainResult, evaluate, train
+from bench.train import TrainResult, evaluate, retrain_start_epoch, train
 
 TRANSFER_FORMAT = 1
 
@@ -392,7 +392,8 @@ def prune_and_measure(ctx: RunContext, budget: Budget) -> dict[str, float]:
 def prune_step(ctx: RunContext, budget: Budget) -> tuple[PruneResult, dict[str, float]]:
     """The pruner on a copy of the transferred model, timed."""
     prune_ctx = PruneContext(copy.deepcopy(ctx.transfer.model), ctx.calibration(),
-                             ctx.data.task, budget, ctx.seed, ctx.device, ctx.workdir)  # fmt: skip
+                             ctx.data.task, budget, ctx.seed, ctx.device, ctx.workdir,
+                             retrain_recipe(ctx.config))  # fmt: skip
     start = time.perf_counter()
     pruned = ctx.pruner.prune(prune_ctx)
     metrics = {"prune/seconds": time.perf_counter() - start}
@@ -411,16 +412,18 @@ def transfer_metrics(ctx: RunContext) -> dict[str, float]:
 def accuracy_step(ctx: RunContext, pruned: PruneResult) -> dict[str, float]:
     """Retrain PETL + head (every pruner that asks, and the `retrained` control, with one recipe,
     seed and data order), then the headline accuracy. `train/epochs_after_transfer` counts every
-    epoch trained after the transfer, the pruner's own included."""
+    epoch trained after the transfer, the pruner's own included: a pruner that trained the
+    recipe's first epochs itself is retrained for the rest only, so the total is the same."""
     tr = ctx.transfer
     epochs = {"train/epochs_after_transfer": float(pruned.epochs_trained)}
     if pruned.retrain:
         recipe = retrain_recipe(ctx.config)
+        first = retrain_start_epoch(recipe, pruned.epochs_trained)
         train_loader, eval_loader = loaders(ctx, recipe)
         result = train(pruned.model, train_loader, eval_loader, recipe, ctx.device, ctx.seed,
-                       "retrain", ctx.progress)  # fmt: skip
+                       "retrain", ctx.progress, start_epoch=first)  # fmt: skip
         ctx.run.log_history("retrain", result.history)
-        epochs["train/epochs_after_transfer"] += recipe.epochs
+        epochs["train/epochs_after_transfer"] += recipe.epochs - first
         return {"test/acc": result.final_acc, "test/acc_best_of_evals": result.best_acc,
                 "retrain/seconds": result.seconds, **epochs}  # fmt: skip
     if pruned.model is tr.model or _same_weights(pruned.model, tr.model):

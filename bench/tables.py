@@ -289,12 +289,17 @@ def epoch_notes(runs: pd.DataFrame) -> pd.Series:
     paired = trained.join(control.rename("control"), on=PAIR_KEYS)
     differs = paired[paired[EPOCHS] != paired["control"]]
     reference = "retrained" if "retrained" in set(trained["method"]) else "most methods"
-    notes = {
-        key: f"trains {_epochs(group[EPOCHS])} epochs after the transfer, "
-        f"{reference} {_epochs(group['control'])}"
-        for key, group in differs.groupby(ROW_KEYS)
-    }
+    notes = {key: _epoch_note(group, reference) for key, group in differs.groupby(ROW_KEYS)}
     return pd.Series(notes, dtype=object)
+
+
+def _epoch_note(runs: pd.DataFrame, reference: str) -> str:
+    """`not retrained` for a method evaluated as pruned (e.g. depgraph_sls, as the SLS paper's
+    comparison), else how many epochs it trained against the reference."""
+    control = f"{reference} {_epochs(runs['control'])}"
+    if (runs[EPOCHS] == 0).all():
+        return f"not retrained: 0 epochs after the transfer, {control}"
+    return f"trains {_epochs(runs[EPOCHS])} epochs after the transfer, {control}"
 
 
 def _epochs(values: pd.Series) -> str:

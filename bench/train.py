@@ -59,18 +59,33 @@ def make_optimizer(model: nn.Module, recipe: Recipe):
     if not params:
         raise RuntimeError("nothing to train: no parameter requires grad")
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return optimizer, make_scheduler(optimizer, recipe)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> CosineLRScheduler | None:
+    """The recipe's per-epoch schedule (`scheduler.step(epoch)`), or None for a constant lr."""
     if recipe.schedule == "constant":
-        return optimizer, None
+        return None
     if recipe.schedule != "cosine":
         raise ValueError(f"unknown schedule {recipe.schedule!r}; expected cosine or constant")
-    scheduler = CosineLRScheduler(
+    return CosineLRScheduler(
         optimizer,
         t_initial=recipe.epochs,
         lr_min=recipe.min_lr,
         warmup_t=recipe.warmup_epochs,
         warmup_lr_init=recipe.warmup_lr,
     )
-    return optimizer, scheduler
+
+
+def retrain_start_epoch(recipe: Recipe, epochs_trained: float) -> int:
+    """The epoch of `recipe` where retraining starts after a pruner trained its first
+    `epochs_trained` epochs itself: the total stays the recipe's, the schedule continues."""
+    if epochs_trained != int(epochs_trained) or not 0 <= epochs_trained <= recipe.epochs:
+        raise ValueError(
+            f"a pruner trained {epochs_trained:g} epochs: that must be a whole number within the "
+            f"training budget of {recipe.epochs} epochs"
+        )
+    return int(epochs_trained)
 
 
 def train(
@@ -82,13 +97,16 @@ def train(
     seed: int,
     desc: str = "train",
     progress: bool = True,
+    start_epoch: int = 0,
 ) -> TrainResult:
-    """Train the parameters that require grad; evaluate on `eval_loader` periodically."""
+    """Train the parameters that require grad; evaluate on `eval_loader` periodically.
+    `start_epoch` > 0 runs only the recipe's epochs from there on, on its schedule (a pruner
+    trained the first ones, see `retrain_start_epoch`); epochs are numbered as in the recipe."""
     torch.manual_seed(seed)
     optimizer, scheduler = make_optimizer(model, recipe)
     criterion = nn.CrossEntropyLoss()
     history, evaluations, start = [], [], time.perf_counter()
-    epochs = tqdm(range(recipe.epochs), desc=desc, disable=not progress)
+    epochs = tqdm(range(start_epoch, recipe.epochs), desc=desc, disable=not progress)
     for epoch in epochs:
         if scheduler is not None:
             scheduler.step(epoch)

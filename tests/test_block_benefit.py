@@ -2,20 +2,27 @@
 branches can be skipped, masks are soft then hard and follow the scores."""
 
 import copy
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from baselines.block_benefit import (
+    AuxHeads,
+    Benefits,
     BlockBenefit,
+    Schedule,
     allocate,
     apply_masks,
     branches,
     install_gates,
     slice_model,
     soft_mask,
+    transform_benefits,
 )
 from bench.budget import backbone_block_params
+from bench.config import Recipe
 from bench.errors import UserError
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.tasks import get_task
@@ -24,9 +31,9 @@ from tests.test_pruner_contract import _loader, _petl_model
 FAST = {"epochs": 2, "batch_size": 32, "update_every": 2}
 
 
-def _context(tmp_path, budget="keep:2", petl="convpass"):
-    return PruneContext(_petl_model(petl), _loader(), get_task("digits"),
-                        Budget.parse(budget), 0, torch.device("cpu"), tmp_path)  # fmt: skip
+def _context(tmp_path, budget="keep:2", petl="convpass", recipe=None):
+    return PruneContext(_petl_model(petl), _loader(), get_task("digits"), Budget.parse(budget),
+                        0, torch.device("cpu"), tmp_path, recipe or Recipe())  # fmt: skip
 
 
 @pytest.mark.parametrize(("budget", "target"), [("keep:2", 0.5), ("params:0.3", 0.3)])
@@ -109,14 +116,23 @@ def test_gated_model_without_masks_equals_the_timm_one():
 
 
 def test_soft_masks_anneal_to_hard_and_follow_the_scores():
-    scores = torch.tensor([[0.1, 0.9, 0.5, 0.3]])
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.3])
     hard = soft_mask(scores, 2, 0.0)
-    assert hard.tolist() == [[0.0, 1.0, 1.0, 0.0]]
+    assert hard.tolist() == [0.0, 1.0, 1.0, 0.0]
     soft = soft_mask(scores, 2, 0.5)
     assert ((soft > 0) & (soft < 1)).all() and (soft[hard == 1] > 0.5).all()
     assert soft_mask(scores, 4, 0.5).eq(1).all()
-    revived = soft_mask(torch.tensor([[0.1, 0.9, 0.2, 0.8]]), 2, 0.0)  # scores changed
-    assert revived[0, 3] == 1.0 and revived[0, 2] == 0.0  # a pruned gate comes back
+    revived = soft_mask(torch.tensor([0.1, 0.9, 0.2, 0.8]), 2, 0.0)  # scores changed
+    assert revived[3] == 1.0 and revived[2] == 0.0  # a pruned gate comes back
+
+
+def test_soft_mask_is_0_9_at_tau_times_size_inside_the_threshold():
+    """P3B's sigmoid factor log(9): at temperature x size ranks inside the threshold the mask
+    is 0.9, as far outside 0.1 (10 gates, keep 5, tau 0.2: the threshold is at rank 4.5)."""
+    mask = soft_mask(torch.arange(10.0, 0.0, -1.0), 5, 0.2)  # ranks 0..9 in order
+    assert mask[2].item() == pytest.approx(1 / (1 + math.exp(-math.log(9) * 2.5 / 2)))
+    assert soft_mask(torch.arange(10.0, 0.0, -1.0), 5, 0.25)[2].item() == pytest.approx(0.9)
+    assert soft_mask(torch.arange(10.0, 0.0, -1.0), 5, 0.25)[7].item() == pytest.approx(0.1)
 
 
 def test_branch_costs_add_up_to_the_block_parameters():
@@ -128,5 +144,82 @@ def test_branch_costs_add_up_to_the_block_parameters():
 
 def test_settings_are_the_schedule():
     pruner = BlockBenefit()
-    assert 0 < pruner.prune_start < pruner.sparse_at <= 1
+    assert (pruner.prune_start, pruner.sparse_at, pruner.harden_at) == (0.1, 0.4, 0.5)
     assert make_pruner("block_benefit", {"epochs": 3}).epochs == 3
+
+
+def test_the_gate_phase_is_the_first_half_of_the_training_budget(tmp_path):
+    """BASELINES.md's schedule in fractions of the budget: 100 epochs -> prune from 10, fully
+    sparse at 40, hard at 50; the pruner declares its 50 epochs so the harness trains 50 more."""
+    pruner = BlockBenefit()
+    schedule = pruner.schedule(Recipe(epochs=100, batch_size=64), images=1000)
+    assert (schedule.epochs, schedule.steps_per_epoch) == (50, 15)
+    assert (schedule.start, schedule.sparse, schedule.total) == (150, 600, 750)  # epochs 10, 40, 50
+    ctx = _context(tmp_path)
+    ctx.recipe = Recipe(epochs=4, batch_size=32)
+    result = make_pruner("block_benefit", {"update_every": 2}).prune(ctx)
+    assert result.epochs_trained == 2.0 and result.metrics["gate_epochs"] == 2.0
+    with pytest.raises(UserError, match="does not fit the training budget"):
+        make_pruner("block_benefit", {"epochs": 5}).prune(_context(tmp_path, recipe=ctx.recipe))
+
+
+def test_mask_updates_start_at_the_pruning_start_and_ramp_each_branch():
+    """P3B's update steps (every k steps from the start, and the last one), its linear ramp
+    to full sparsity and its sharpening from full sparsity to the end."""
+    schedule = Schedule(epochs=2, steps_per_epoch=5, start=2, sparse=6)
+    assert [s for s in range(10) if schedule.updates_at(s, 3)] == [4, 7, 9]
+    assert [schedule.ramp(s) for s in (0, 1, 2, 4, 5, 9)] == [0.0, 0.0, 0.25, 0.75, 1.0, 1.0]
+    assert [schedule.sharpness(s) for s in (4, 5, 7, 9)] == [0.0, 0.0, 0.5, 1.0]
+
+
+def test_one_probe_head_scores_a_branchs_input_and_output():
+    """P3B's 2N heads: branch j's benefit compares the same classifier on its input and output,
+    so a branch that leaves the stream unchanged has a drop of exactly 0."""
+    torch.manual_seed(0)
+    heads = AuxHeads(branches=2, dim=8, classes=3, prefix=1)
+    x, y = torch.randn(4, 5, 8), torch.tensor([0, 1, 2, 0])
+    points = [x, x.clone(), torch.randn(4, 5, 8)]  # branch 0 is the identity, branch 1 is not
+    losses = heads.losses(points, y)
+    assert losses.shape == (2, 2, 2)  # in/out, CLS/patch, branches
+    drops = losses[0] - losses[1]
+    assert drops[:, 0].tolist() == [0.0, 0.0]
+    assert (drops[:, 1] != 0).all()
+    expected = F.cross_entropy(heads.cls[1](points[1][:, 0]), y)
+    assert losses[0, 0, 1].item() == pytest.approx(expected.item())
+
+
+def test_benefits_follow_p3bs_transform_order():
+    """Scale to the peak, soft clip, divide by the remaining parameters, normalise, then the EMA
+    per token type, then the CLS/patch mix (P3B loss/prune_loss.py)."""
+
+    def softplus(v):
+        return math.log1p(math.exp(v))
+
+    def by_hand(drops, remaining):
+        scaled = [d * 10 / max(drops) for d in drops]
+        clipped = [softplus(1.4 * v) - softplus(1.4 * v - 10) for v in scaled]
+        per_param = [c / r for c, r in zip(clipped, remaining, strict=True)]
+        return [v / (sum(per_param) / len(per_param)) for v in per_param]
+
+    remaining = torch.tensor([1.0, 2.0, 1.0])
+    got = transform_benefits(torch.tensor([2.0, 1.0, -1.0]), remaining, 10.0)
+    assert got.tolist() == pytest.approx(by_hand([2.0, 1.0, -1.0], [1.0, 2.0, 1.0]), rel=1e-5)
+    benefits = Benefits(torch.zeros(2, 3))
+    for drops in ([[2.0, 1.0, -1.0], [1.0, 1.0, 1.0]], [[4.0, 2.0, -2.0], [1.0, 1.0, 1.0]]):
+        benefits.add(torch.tensor(drops))  # one step each window: the mean is the step
+        mixed = benefits.update(remaining, 10.0, ema=0.2, alpha=0.5)
+    cls = by_hand([2.0, 1.0, -1.0], [1.0, 2.0, 1.0])  # the same after scaling to the peak
+    patch = by_hand([1.0, 1.0, 1.0], [1.0, 2.0, 1.0])
+    assert mixed.tolist() == pytest.approx(
+        [0.5 * c + 0.5 * p for c, p in zip(cls, patch, strict=True)], rel=1e-5
+    )
+    assert benefits.steps == 0 and not benefits.drops.any()  # the window was reset
+
+
+def test_the_shared_head_dim_gate_keeps_the_same_dims_in_every_head(tmp_path):
+    result = make_pruner("block_benefit", FAST).prune(_context(tmp_path, "params:0.3"))
+    for block, kept in zip(result.model.blocks, result.state["blocks"], strict=True):
+        head_dim = 16  # the tiny ViT: width 32, 2 heads
+        heads = [sorted(c % head_dim for c in kept["attn"] if c // head_dim == h) for h in (0, 1)]
+        assert heads[0] == heads[1]
+        assert block.block.attn.head_dim == len(heads[0])

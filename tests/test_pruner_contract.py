@@ -39,17 +39,21 @@ FAST_OPTIONS = {
     "taylor": {"batches": 2, "batch_size": 16},
     "pear": {"batches": 2, "batch_size": 16},
     "spa": {"batches": 2, "batch_size": 16},
+    "depgraph_sls": {"batches": 2, "batch_size": 16},
     "block_benefit": {"epochs": 2, "batch_size": 32, "update_every": 2},
 }
 
 
 # (pruner, PETL) pairs refused by design, with what the refusal says. Any other refusal fails.
+WIDTH = ("magnitude", "taylor", "depgraph_sls")
 UNSUPPORTED = {
-    ("magnitude", "lora"): "LoRA",  # LoRAQKV wraps the qkv projection that width pruning cuts
-    ("taylor", "lora"): "LoRA",
-    ("block_benefit", "lora"): "LoRA",
-    ("spa", "lora"): "LoRA",
+    **{(n, "lora"): "LoRA" for n in WIDTH},  # LoRAQKV wraps the qkv projection width pruning cuts
+    **{(n, "splora"): "SPLoRA" for n in WIDTH},  # SPLoRA's updates live inside those Linears
+    ("block_benefit", "lora"): "not LoRA or SPLoRA",
+    ("block_benefit", "splora"): "not LoRA or SPLoRA",
     ("pear", "lora"): "per-block adapters",  # LoRA's updates cannot be shared between blocks
+    ("pear", "splora"): "per-block adapters",
+    **{("spa", p): "PETL=splora" for p in ("convpass", "adapter", "lora", "repadapter")},
 }
 
 
@@ -60,7 +64,7 @@ def _cases() -> list:
     for name in PRUNERS.names():
         cls = PRUNERS.get(name)
         whole_blocks = issubclass(cls, LayerwisePruner) or cls.fixed_budget is not None
-        petls = ["convpass", "repadapter"] if whole_blocks else PETL_METHODS.names()
+        petls = ["convpass", "repadapter", "splora"] if whole_blocks else PETL_METHODS.names()
         cases += [pytest.param(name, petl, id=f"{name}-{petl}") for petl in petls]
     return cases
 

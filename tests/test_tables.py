@@ -398,3 +398,17 @@ def test_plots_people_expect_are_written(tmp_path):
     written = {p.name for p in build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE)}
     expected = {"accuracy_vs_throughput.png", "accuracy_vs_stored_bytes.png", "sls_scores.png"}
     assert expected <= written
+
+
+def test_a_method_evaluated_without_retraining_is_labelled_so():
+    from bench.tables import epoch_notes
+
+    runs = pd.DataFrame(
+        {"task": ["cifar"] * 3, "petl": ["convpass"] * 3, "seed": [0] * 3,
+         "method": ["retrained", "depgraph_sls", "sls"],
+         "train/epochs_after_transfer": [30.0, 0.0, 30.0]}
+    )  # fmt: skip
+    notes = epoch_notes(runs)
+    assert notes.to_dict() == {
+        ("convpass", "depgraph_sls"): "not retrained: 0 epochs after the transfer, retrained 30"
+    }

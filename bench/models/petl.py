@@ -1,5 +1,6 @@
 """PETL modules on a frozen timm ViT: Convpass, an AdaptFormer-style adapter, LoRA on q and v,
-RepAdapter (re-parameterised into qkv and fc1 for inference).
+RepAdapter (re-parameterised into qkv and fc1 for inference), SPLoRA on every block Linear
+(its own module, bench/models/splora.py).
 
 A method is a small settings record plus a function that attaches its modules; it registers
 under its name in `PETL_METHODS`. Every PETL module subclasses `PetlModule`: its parameters, with
@@ -394,6 +395,19 @@ PETL_METHODS.register(
         task_xavier={},  # A is always xavier-uniform; xavier_init is Convpass's conv init
     ),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# SPLoRA (bench/models/splora.py): low-rank adapters on each block's Linears, pruned by `spa`
+
+
+def _attach_splora(model: VisionTransformer, settings: PetlSettings) -> None:
+    from bench.models.splora import attach_splora  # imports sp_adapters only when used
+
+    attach_splora(model, settings)
+
+
+PETL_METHODS.register("splora", PetlMethod(_attach_splora, 1.0, {}, {}))
 
 
 def resolve_settings(
