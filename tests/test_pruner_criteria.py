@@ -29,10 +29,10 @@ FAST = {
     "spa": {"batches": 2, "batch_size": 16},
     "block_benefit": {"epochs": 2, "batch_size": 32, "update_every": 2},
 }
-# angular and cka: their hand-built cases are in test_similarity.py
+# angular and cka: hand-built cases in test_similarity.py; depgraph_sls: test_width.py
 TESTED = {"none", "retrained", "sls", "drop_last", "fixed_depth", "random_blocks",
           "block_influence", "magnitude", "taylor", "block_benefit", "pear", "spa",
-          "angular", "cka"}  # fmt: skip
+          "angular", "cka", "depgraph_sls"}  # fmt: skip
 
 
 def _prune(name, model, budget="keep:2", seed=0, options=None, tmp_path=None):
@@ -176,7 +176,7 @@ def _positions(kept_attn: list[int]) -> list[list[int]]:
 
 @pytest.mark.parametrize(("name", "options"), [("magnitude", {}), ("spa", {})])
 def test_magnitude_criteria_keep_the_largest_norm_channels(tmp_path, name, options):
-    model = _petl_model("convpass")
+    model = _petl_model("splora" if name == "spa" else "convpass")  # spa prunes SPLoRA models
     scales = _graded_channels(model)
     result = _prune(name, model, options=options, tmp_path=tmp_path)
     pruned_something = False
@@ -221,7 +221,7 @@ def _dead_go_first(kept: list[int], dead: set[int], width: int) -> bool:
 @pytest.mark.parametrize(("name", "options"), [("taylor", {}), ("spa", {"importance": "taylor"}),
                                                ("block_benefit", {})])  # fmt: skip
 def test_taylor_criteria_prune_the_channels_without_effect_first(tmp_path, name, options):
-    model = _petl_model("convpass")
+    model = _petl_model("splora" if name == "spa" else "convpass")  # spa prunes SPLoRA models
     dead = _dead_channels(model)
     result = _prune(name, model, options=options, tmp_path=tmp_path)
     pruned_dead = 0
