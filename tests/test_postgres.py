@@ -110,7 +110,20 @@ SWEEP = ["sweep", "--preset", "demo", "--tasks", "digits", "--methods", "none,re
          "--set=measure.timed_iters=2", "--set=measure.rounds=1", "--set=measure.batch_sizes=1,8"]  # fmt: skip
 
 
-def test_four_racing_sweeps_finish_every_cell_exactly_once(mlflow_server, tmp_path):
+@pytest.fixture
+def restore_tracking(monkeypatch):
+    """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI: put both back afterwards, or every
+    later test of the session would talk to this module's server once it is gone."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", os.environ["MLFLOW_TRACKING_URI"])
+    yield
+    mlflow.set_tracking_uri(None)
+
+
+def test_four_racing_sweeps_finish_every_cell_exactly_once(
+    mlflow_server, tmp_path, restore_tracking
+):
     import mlflow
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "OMP_NUM_THREADS": "1",
@@ -143,7 +156,8 @@ def _copy_to_sqlite(raw: pd.DataFrame, tmp_path: Path) -> pd.DataFrame:
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'copy.db'}"
-    os.environ["MLFLOW_TRACKING_URI"], saved = uri, os.environ["MLFLOW_TRACKING_URI"]
+    saved = os.environ["MLFLOW_TRACKING_URI"]
+    os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
         for _, row in raw.iterrows():
             params = {c[7:]: v for c, v in row.items() if c.startswith("params.") and pd.notna(v)}
