@@ -334,9 +334,9 @@ def run_method(ctx: RunContext, spec: MethodSpec) -> Outcome:
     claim = ctx.config.sweep.claim_cells
     try:
         tracked = TrackedRun(ctx.config.suite, run_name, run_params(ctx, budget), tags)
-        if claim and (owner := claim_cell(tracked.run_id, key)) != tracked.run_id:
-            return _taken(ctx, spec, tracked.run_id, owner)
         with tracked as run, tempfile.TemporaryDirectory() as tmp:
+            if claim and (owner := claim_cell(run.run_id, key)) != run.run_id:
+                raise CellTaken(owner)  # another sweep runs this cell
             ctx = replace(ctx, run=run, workdir=Path(tmp))
             budget, source = resolve_budget(ctx, budget)
             run.log_params({"budget.resolved": str(budget), "budget.source": source})

@@ -177,7 +177,8 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=10)
 
     def _beat(self) -> None:
         store = client()
@@ -212,9 +213,13 @@ class TrackedRun:
         self.heartbeat = Heartbeat(self.run_id, heartbeat) if heartbeat else None
 
     def __enter__(self) -> TrackedRun:
-        self.log_params(self.params)
-        if self.heartbeat:
-            self.heartbeat.start()
+        try:
+            self.log_params(self.params)
+            if self.heartbeat:
+                self.heartbeat.start()
+        except BaseException as err:  # e.g. SIGTERM while entering: the run still ends KILLED
+            self.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
