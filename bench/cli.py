@@ -49,6 +49,15 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_sweep_options(parser: argparse.ArgumentParser) -> None:
+    """How the cells of a sweep (or of a depth curve) are launched and planned."""
+    parser.add_argument("--launcher", help="local (default) | slurm (submitit)")
+    parser.add_argument("--workers", help="local launcher: runs in parallel on this machine")
+    parser.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
+    parser.add_argument("--reclaim", action="store_true",
+                        help="mark RUNNING runs of other hosts KILLED and run their cells again")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slsbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -62,11 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_options(sweep)
     sweep.add_argument("--tasks", help="all | natural | specialized | structured | a,b,c")
-    sweep.add_argument("--launcher", help="local (default) | slurm (submitit)")
-    sweep.add_argument("--workers", help="local launcher: runs in parallel on this machine")
-    sweep.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
-    sweep.add_argument("--reclaim", action="store_true",
-                       help="mark RUNNING runs of other hosts KILLED and run their cells again")  # fmt: skip
+    add_sweep_options(sweep)
 
     curve = commands.add_parser(
         "curve", help="the accuracy-depth curve: retrain the first k blocks at every k (resumable)"
@@ -77,11 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     curve.add_argument("--keep", help="depths, e.g. 1-12 or 2,4,6 (default: 1..N)")
     curve.add_argument("--tune", action="store_true",
                        help="tuning mode: transfer on train800, every point evaluated on val200")  # fmt: skip
-    curve.add_argument("--workers", help="runs in parallel on this machine")
-    curve.add_argument("--launcher", help="local (default) | slurm (submitit)")
-    curve.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
-    curve.add_argument("--reclaim", action="store_true",
-                       help="mark RUNNING runs of other hosts KILLED and run their cells again")  # fmt: skip
+    add_sweep_options(curve)
 
     tables = commands.add_parser("tables", help="the paper's tables and plots from the store")
     tables.add_argument("--suite", default="demo", help="MLflow experiment to tabulate")
