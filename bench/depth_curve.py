@@ -25,7 +25,7 @@ import pandas as pd
 
 from bench.config import RunConfig
 from bench.errors import UserError
-from bench.tables import save_markdown, task_order
+from bench.tables import save_figure, save_markdown, task_order
 
 CURVE_METHOD = "drop_last"
 TUNE_SPLITS = ("train800", "val200")  # train split, evaluation split
@@ -195,12 +195,7 @@ def plot_depth_curve(points: pd.DataFrame, sls: pd.DataFrame, path: Path) -> Pat
     for ax, task in zip(axes.flat, tasks, strict=False):
         _plot_task(ax, points[points["task"] == task], sls[sls["task"] == task])
         ax.set_title(task, fontsize=9)
-    for ax in list(axes.flat)[len(tasks) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, list(axes.flat)[len(tasks) :])
 
 
 def _plot_task(ax, points: pd.DataFrame, sls: pd.DataFrame) -> None:

@@ -351,6 +351,18 @@ def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.Series:
     return pd.Series(front, index=points.index)
 
 
+def save_figure(fig, path: Path, unused_panels=()) -> Path:
+    """Blank the grid's unused panels, lay out, write at 130 dpi and close the figure."""
+    import matplotlib.pyplot as plt
+
+    for ax in unused_panels:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 def plot_accuracy_vs_throughput(runs: pd.DataFrame, path: Path) -> Path | None:
     """Every (PETL, method): accuracy against throughput, means over tasks, error bars over seeds
     (sample std of the per-seed means), the Pareto front marked and joined."""
@@ -382,10 +394,7 @@ def plot_accuracy_vs_throughput(runs: pd.DataFrame, path: Path) -> Path | None:
     ax.set_title("error bars: std over seeds; circled: Pareto front", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_accuracy_vs_stored_bytes(runs: pd.DataFrame, path: Path) -> Path | None:
@@ -420,14 +429,9 @@ def plot_accuracy_vs_stored_bytes(runs: pd.DataFrame, path: Path) -> Path | None
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("stored per task (KB, log)", fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(tasks) :]:
-        ax.axis("off")
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, list(axes.flat)[len(tasks) :])
 
 
 def plot_sls_scores(runs: pd.DataFrame, path: Path) -> Path | None:
@@ -458,13 +462,8 @@ def plot_sls_scores(runs: pd.DataFrame, path: Path) -> Path | None:
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("block", fontsize=8)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(tasks) :]:
-        ax.axis("off")
     axes[0][0].set_ylabel("score")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, list(axes.flat)[len(tasks) :])
 
 
 # ---------------------------------------------------------------------------------------------
