@@ -67,7 +67,7 @@ from bench.config import Recipe
 from bench.errors import UserError
 from bench.models.petl import AdapterBlock, freeze_backbone
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
-from bench.train import make_scheduler
+from bench.train import make_scheduler, set_epoch_lr
 
 DEPLOYED = "kept channel indices into the shared backbone (branches at 0 skipped)"
 KeptIndices = list[dict[str, list[int]]]  # per block: {"attn": head-dim channels, "mlp": hidden}
@@ -487,8 +487,7 @@ class BlockBenefit(Pruner):
         model.train()
         try:
             for epoch in range(schedule.epochs):
-                if scheduler is not None:
-                    scheduler.step(epoch)
+                set_epoch_lr(scheduler, ctx.recipe, epoch)
                 order = torch.randperm(len(images), generator=generator).to(images.device)
                 for b in range(schedule.steps_per_epoch):
                     index = order[b * batch : (b + 1) * batch]

@@ -11,7 +11,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import tomllib
 
@@ -62,7 +62,25 @@ class Recipe:
     weight_decay: float = 1e-4
     batch_size: int = 64
     schedule: str = "cosine"  # cosine (warm-up + cosine) | constant
-    eval_every: int = 10  # epochs between test evaluations (the last epoch is always evaluated)
+    # after_epoch: the SLS authors' code (`scheduler.step(e)` after epoch e, so epoch e trains at
+    # the rate of e - 1 and the first two at warmup_lr) | before_epoch: timm's train.py
+    lr_step: str = "after_epoch"
+    eval_every: int = 10  # epochs between test evaluations; the last epoch is always evaluated;
+    #                       0: the last epoch only (no best-of-evals accuracy)
+    dtype: str = "float32"  # float32 (the authors' transfer) | bfloat16 (autocast, ~2x on GPUs)
+    tf32: bool = True  # float32 matmuls and convolutions in TF32 on GPUs that have it
+    # speed only (`SPEED_ONLY`: not part of a transfer's or a cell's identity)
+    eval_batch_size: int = 256
+    compile: bool = False  # torch.compile the model for training and evaluation
+
+    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("eval_batch_size", "compile")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide what the training produces (not how fast)."""
+        values = dataclasses.asdict(self)
+        for name in self.SPEED_ONLY:
+            values.pop(name)
+        return values
 
 
 @dataclass

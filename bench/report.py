@@ -15,6 +15,7 @@ from pathlib import Path
 # Sections in reading order; files not named here follow, tables before plots.
 ORDER = (
     "accuracy",
+    "accuracy_best_of_evals",
     "efficiency",
     "accuracy_vs_throughput",
     "accuracy_vs_stored_bytes",

@@ -45,7 +45,15 @@ from bench.pruning import (
 from bench.state import save_task_state
 from bench.tasks import TaskSpec, get_task
 from bench.tracking import TrackedRun, client, environment_tags, one_line
-from bench.train import TrainResult, evaluate, retrain_start_epoch, train
+from bench.train import (
+    TrainResult,
+    check_recipe,
+    evaluate,
+    peak_gpu_memory_gb,
+    reset_peak_gpu_memory,
+    retrain_start_epoch,
+    train,
+)
 
 TRANSFER_FORMAT = 1
 
@@ -116,6 +124,7 @@ def preflight(config: RunConfig) -> Preflight:
         config.petl.xavier_init, config.petl.dropout,
     )  # fmt: skip
     Budget.parse(config.budget)
+    check_recipe(config.train)
     methods, left_out = plan_methods(config)
     backbone = create_backbone(  # a clear error for an unknown backbone or an unfitting checkpoint
         config.model.backbone, task.num_classes, config.data.image_size, 0.0,
@@ -163,7 +172,7 @@ def data_loaders(config: RunConfig, data: TaskData, recipe: Recipe, device: torc
     train_loader = BatchLoader(
         data.train, recipe.batch_size, device, norm, shuffle=True, drop_last=True, seed=seed
     )
-    eval_loader = BatchLoader(data.eval, 256, device, norm)
+    eval_loader = BatchLoader(data.eval, recipe.eval_batch_size, device, norm)
     return train_loader, eval_loader
 
 
@@ -201,7 +210,7 @@ def transfer_key(
         "data": [data.train.key, data.eval.key, config.data.normalization],
         "model": {**asdict(config.model), "checkpoint": None, "weights": weights},
         "petl": settings.to_dict(),
-        "recipe": asdict(config.train),
+        "recipe": config.train.identity(),
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
@@ -218,6 +227,7 @@ def cell_key(
     values = config.to_dict()
     for name in ("methods", "seeds", "pruners", "sweep", "suite", "preset"):
         values.pop(name)
+    values["train"] = config.train.identity()
     spec = MethodSpec.parse(method)
     pruner = pruner or make_pruner(spec.name, config.pruners.get(spec.name))
     budget = str(pruner.budget_for(spec, config.budget))
@@ -260,6 +270,7 @@ def transfer(
         result = TrainResult(**json.loads((folder / "result.json").read_text()))
         return Transfer(model, result, key, cached=True)
     train_loader, eval_loader = data_loaders(config, data, config.train, device, seed)
+    reset_peak_gpu_memory(device)
     result = train(
         model, train_loader, eval_loader, config.train, device, seed, "transfer", progress
     )
@@ -379,12 +390,15 @@ def claim_cell(run_id: str, key: str) -> str:
 
 
 def prune_and_measure(ctx: RunContext, budget: Budget) -> dict[str, float]:
+    reset_peak_gpu_memory(ctx.device)
     pruned, metrics = prune_step(ctx, budget)
     metrics.update(transfer_metrics(ctx))
     metrics.update(accuracy_step(ctx, pruned))
     metrics.update(efficiency_step(ctx, pruned.model))
     metrics.update(budget_metrics(ctx, budget, pruned.model, metrics))
     metrics["bytes/stored"] = store_step(ctx, pruned)
+    if (peak := peak_gpu_memory_gb(ctx.device)) is not None:
+        metrics["gpu/peak_memory_gb"] = peak  # pruning, retraining and measurement
     log_step(ctx, pruned, metrics)
     return metrics
 
@@ -403,10 +417,11 @@ def prune_step(ctx: RunContext, budget: Budget) -> tuple[PruneResult, dict[str, 
 
 def transfer_metrics(ctx: RunContext) -> dict[str, float]:
     ctx.run.log_history("transfer", ctx.transfer.result.history)
-    return {
-        "transfer/test_acc": ctx.transfer.result.final_acc,
-        "transfer/seconds": ctx.transfer.result.seconds,
-    }
+    result = ctx.transfer.result
+    metrics = {"transfer/test_acc": result.final_acc, **training_metrics("transfer", result)}
+    if result.peak_gpu_memory_gb is not None:
+        metrics["transfer/peak_gpu_memory_gb"] = result.peak_gpu_memory_gb
+    return metrics
 
 
 def accuracy_step(ctx: RunContext, pruned: PruneResult) -> dict[str, float]:
@@ -424,20 +439,33 @@ def accuracy_step(ctx: RunContext, pruned: PruneResult) -> dict[str, float]:
                        "retrain", ctx.progress, start_epoch=first)  # fmt: skip
         ctx.run.log_history("retrain", result.history)
         epochs["train/epochs_after_transfer"] += recipe.epochs - first
-        return {"test/acc": result.final_acc, "test/acc_best_of_evals": result.best_acc,
-                "retrain/seconds": result.seconds, **epochs}  # fmt: skip
+        return {**headline(result), **training_metrics("retrain", result), **epochs}
     if pruned.model is tr.model or _same_weights(pruned.model, tr.model):
-        return {"test/acc": tr.result.final_acc, "test/acc_best_of_evals": tr.result.best_acc,
-                **epochs}  # fmt: skip
+        return {**headline(tr.result), **epochs}
     _, eval_loader = loaders(ctx, ctx.config.train)
-    acc = evaluate(pruned.model, eval_loader, ctx.device, "eval", ctx.progress)
+    acc = evaluate(pruned.model, eval_loader, ctx.device, "eval", ctx.progress,
+                   ctx.config.train.dtype)  # fmt: skip
     return {"test/acc": acc, "test/acc_best_of_evals": acc, **epochs}
+
+
+def headline(result: TrainResult) -> dict[str, float]:
+    """The last epoch's accuracy and, where periodic evaluations ran, the best of them."""
+    metrics = {"test/acc": result.final_acc}
+    if result.best_acc is not None:
+        metrics["test/acc_best_of_evals"] = result.best_acc
+    return metrics
+
+
+def training_metrics(phase: str, result: TrainResult) -> dict[str, float]:
+    """Where a training's time went: in all, and in test evaluations."""
+    return {f"{phase}/seconds": result.seconds, f"{phase}/eval_seconds": result.eval_seconds}
 
 
 def efficiency_step(ctx: RunContext, pruned: nn.Module) -> dict[str, float]:
     """Throughput against the unpruned PETL model (interleaved; merged too where adapters merge),
     MACs and parameter counts."""
     config, unpruned, size = ctx.config, ctx.transfer.model, ctx.config.data.image_size
+    start = time.perf_counter()
     metrics: dict[str, float] = measure.compare_throughput(
         unpruned, pruned, size, ctx.device, config.measure
     )
@@ -453,6 +481,7 @@ def efficiency_step(ctx: RunContext, pruned: nn.Module) -> dict[str, float]:
     metrics.update(measure.parameter_counts(pruned))
     metrics["params/total_unpruned"] = measure.parameter_counts(unpruned)["params/total"]
     metrics["blocks/kept"] = len(pruned.blocks)
+    metrics["measure/seconds"] = time.perf_counter() - start
     return metrics
 
 

@@ -1,9 +1,14 @@
 """PETL training (and retraining after pruning): AdamW on the task parameters, warm-up + cosine.
 
-Test accuracy is evaluated every `eval_every` epochs and at the last epoch. The last-epoch
-accuracy is the headline; the best of those evaluations is kept apart, as most papers report it
-(it selects on the test set). Step losses stay on the device and are read once per epoch; a loss
-that is NaN or infinite ends the training with `Diverged`, naming the epoch, step and rate.
+Test accuracy is evaluated every `eval_every` epochs and at the last epoch (`eval_every=0`: the
+last only). The last-epoch accuracy is the headline; the best of those evaluations is kept apart,
+as most papers report it (it selects on the test set).
+
+As fast as the device allows without changing the recipe: step losses stay on the device and are
+read once per epoch (a NaN or infinite loss then ends the training with `Diverged`, naming the
+epoch, step and rate), fused AdamW on GPU, TF32 for float32 matmuls where `tf32`, evaluation at
+`eval_batch_size`, optional `torch.compile`. What changes the numbers is a recipe setting:
+`dtype` (bfloat16 autocast departs from the authors' float32) and `lr_step`.
 """
 
 from __future__ import annotations
@@ -18,47 +23,90 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.config import Recipe
+from bench.errors import UserError
 
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite: the run stops and ends FAILED with this message."""
 
 
+DTYPES = ("float32", "bfloat16")
+LR_STEPS = ("after_epoch", "before_epoch")
+
+
 @dataclass
 class TrainResult:
     final_acc: float  # test accuracy after the last epoch (headline)
-    best_acc: float  # best test accuracy over the periodic evaluations (selects on test)
+    best_acc: float | None  # best test accuracy over the periodic evaluations (selects on test);
+    #                         None when only the last epoch was evaluated (eval_every=0)
     seconds: float
     history: list[dict] = field(default_factory=list)  # per epoch: epoch, loss, lr[, test_acc]
+    eval_seconds: float = 0.0  # of `seconds`, the test evaluations
+    peak_gpu_memory_gb: float | None = None  # GPU only: the most allocated at once since the
+    #                                          caller's `reset_peak_gpu_memory`
 
 
-def autocast(device: torch.device, dtype: str = "bfloat16"):
-    """bf16 autocast on GPU; full precision on CPU (bf16 matmuls are slow on most CPUs)."""
-    if device.type == "cuda" and dtype == "bfloat16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def check_recipe(recipe: Recipe) -> None:
+    if recipe.dtype not in DTYPES:
+        raise UserError(f"train.dtype {recipe.dtype!r}: expected one of {', '.join(DTYPES)}")
+    if recipe.lr_step not in LR_STEPS:
+        raise UserError(f"train.lr_step {recipe.lr_step!r}: expected one of {', '.join(LR_STEPS)}")
+    if recipe.eval_every < 0 or recipe.eval_batch_size < 1:
+        raise UserError("train.eval_every must be >= 0 and train.eval_batch_size >= 1")
+
+
+def autocast(device: torch.device, dtype: str = "float32"):
+    """bfloat16 autocast where the recipe asks for it (on any device); else full precision."""
+    if dtype == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def tf32(device: torch.device, allow: bool):
+    """TF32 for float32 matmuls and convolutions on GPU while training; restored afterwards, so
+    throughput measurement (`measure.dtype`) is not affected."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, loader, device: torch.device, desc: str = "eval", progress: bool = True
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    desc: str = "eval",
+    progress: bool = True,
+    dtype: str = "float32",
 ) -> float:
-    """Top-1 accuracy over the whole loader."""
+    """Top-1 accuracy over the whole loader; one read from the device at the end."""
     model.eval()
-    correct = total = 0
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    total = 0
     for images, labels in tqdm(loader, desc=desc, leave=False, disable=not progress):
-        with autocast(device):
+        with autocast(device, dtype):
             logits = model(images)
-        correct += (logits.argmax(dim=-1) == labels).sum().item()
+        correct += (logits.argmax(dim=-1) == labels).sum()
         total += labels.numel()
-    return correct / max(total, 1)
+    return correct.item() / max(total, 1)
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe):
+    """AdamW on the parameters that require grad; the fused kernel on GPU (one launch a step)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise RuntimeError("nothing to train: no parameter requires grad")
-    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    fused = all(p.is_cuda for p in params)
+    optimizer = torch.optim.AdamW(
+        params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=fused or None
+    )
     return optimizer, make_scheduler(optimizer, recipe)
 
 
@@ -75,6 +123,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> CosineLR
         warmup_t=recipe.warmup_epochs,
         warmup_lr_init=recipe.warmup_lr,
     )
+
+
+def set_epoch_lr(scheduler: CosineLRScheduler | None, recipe: Recipe, epoch: int) -> None:
+    """The rate epoch `epoch` (0-based) trains at. `after_epoch` is the SLS authors' loop:
+    `scheduler.step(e)` after epoch e, so epoch e trains at the rate of e - 1 (epochs 0 and 1 at
+    warmup_lr, the last at the rate of epochs - 2); `before_epoch` is timm's train.py: epoch e at
+    the rate of e."""
+    if scheduler is not None:
+        scheduler.step(max(epoch - 1, 0) if recipe.lr_step == "after_epoch" else epoch)
 
 
 def retrain_start_epoch(recipe: Recipe, epochs_trained: float) -> int:
@@ -102,37 +159,93 @@ def train(
     """Train the parameters that require grad; evaluate on `eval_loader` periodically.
     `start_epoch` > 0 runs only the recipe's epochs from there on, on its schedule (a pruner
     trained the first ones, see `retrain_start_epoch`); epochs are numbered as in the recipe."""
+    check_recipe(recipe)
     torch.manual_seed(seed)
     optimizer, scheduler = make_optimizer(model, recipe)
     criterion = nn.CrossEntropyLoss()
-    history, evaluations, start = [], [], time.perf_counter()
+    forward = torch.compile(model) if recipe.compile else model
+    clock = _Clock(device)
+    history, evaluations = [], []
+
+    def test(epoch_desc: str) -> float:
+        with clock.part("eval"):
+            return evaluate(forward, eval_loader, device, epoch_desc, progress, recipe.dtype)
+
     epochs = tqdm(range(start_epoch, recipe.epochs), desc=desc, disable=not progress)
-    for epoch in epochs:
-        if scheduler is not None:
-            scheduler.step(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        loss = _train_epoch(model, train_loader, optimizer, criterion, device)
-        _check_finite(loss, epoch + 1, lr, desc)
-        record = {"epoch": epoch + 1, "loss": float(loss.mean()), "lr": lr}
-        if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-            record["test_acc"] = evaluate(model, eval_loader, device, f"{desc} eval", progress)
-            evaluations.append(record["test_acc"])
-        history.append(record)
-        epochs.set_postfix(
-            loss=f"{record['loss']:.3f}", acc=f"{evaluations[-1]:.3f}" if evaluations else "-"
-        )
-    if not evaluations:  # zero epochs: still report the model as it is
-        evaluations.append(evaluate(model, eval_loader, device, f"{desc} eval", progress))
-    return TrainResult(evaluations[-1], max(evaluations), time.perf_counter() - start, history)
+    with tf32(device, recipe.tf32):
+        for epoch in epochs:
+            set_epoch_lr(scheduler, recipe, epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            loss = _train_epoch(forward, model, train_loader, optimizer, criterion,
+                                lambda: autocast(device, recipe.dtype))  # fmt: skip
+            _check_finite(loss, epoch + 1, lr, desc)
+            record = {"epoch": epoch + 1, "loss": float(loss.mean()), "lr": lr}
+            if _evaluates(recipe, epoch + 1):
+                record["test_acc"] = test(f"{desc} eval")
+                evaluations.append(record["test_acc"])
+            history.append(record)
+            epochs.set_postfix(
+                loss=f"{record['loss']:.3f}", acc=f"{evaluations[-1]:.3f}" if evaluations else "-"
+            )
+        if not evaluations:  # zero epochs: still report the model as it is
+            evaluations.append(test(f"{desc} eval"))
+    best = max(evaluations) if recipe.eval_every else None
+    return TrainResult(evaluations[-1], best, clock.total(), history, clock.seconds["eval"],
+                       peak_gpu_memory_gb(device))  # fmt: skip
 
 
-def _train_epoch(model, loader, optimizer, criterion, device) -> torch.Tensor:
-    """One epoch; the step losses as a CPU tensor, read from the device once, at the end."""
+def _evaluates(recipe: Recipe, epoch: int) -> bool:
+    last = epoch == recipe.epochs
+    return last or (recipe.eval_every > 0 and epoch % recipe.eval_every == 0)
+
+
+def reset_peak_gpu_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gpu_memory_gb(device: torch.device) -> float | None:
+    """The most GPU memory allocated at once since the last reset; None on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 1e9
+
+
+class _Clock:
+    """Wall time since creation and per named part (synchronised on GPU only at part edges)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.start = device, time.perf_counter()
+        self.seconds: dict[str, float] = {"eval": 0.0}
+
+    @contextlib.contextmanager
+    def part(self, name: str):
+        self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def total(self) -> float:
+        self._sync()
+        return time.perf_counter() - self.start
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _train_epoch(forward, model, loader, optimizer, criterion, precision) -> torch.Tensor:
+    """One epoch; the step losses as a CPU tensor, read from the device once, at the end.
+    `forward` is the model or its compiled form (`model` switches the mode); `precision()` the
+    autocast context of the forward pass."""
     model.train()
     losses = []
     for images, labels in loader:
-        with autocast(device):
-            loss = criterion(model(images), labels)
+        with precision():
+            loss = criterion(forward(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

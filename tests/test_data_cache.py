@@ -9,8 +9,8 @@ import torch
 import bench.data.folder as folder
 from bench.data.cache import cached_split
 from bench.data.loader import NORMALIZATIONS, BatchLoader
+from bench.data.synthetic import make_vtab_folder
 from bench.tasks import get_task
-from tests.vtab_folders import make_vtab_folder
 
 EUROSAT = get_task("eurosat")
 

@@ -10,9 +10,9 @@ import pytest
 
 from bench.data.folder import SOURCE
 from bench.data.sources import SOURCES, resolve_source
+from bench.data.synthetic import make_vtab_folder
 from bench.errors import UserError
 from bench.tasks import get_task
-from tests.vtab_folders import make_vtab_folder
 
 EUROSAT = get_task("eurosat")
 

@@ -89,6 +89,22 @@ def test_the_logged_headline_is_the_last_epoch_and_the_best_is_kept_apart(monkey
     ]
 
 
+def test_eval_every_zero_logs_no_best_of_evals_and_where_the_time_went():
+    config = tiny_config(methods=["none", "retrained"], suite="tests-last-epoch", seeds=[4243],
+                         **{"train.eval_every": 0})  # fmt: skip
+    outcomes = run_benchmark(config, progress=False)
+    assert [o.status for o in outcomes] == ["FINISHED", "FINISHED"]
+    for outcome in outcomes:
+        run = client().get_run(outcome.run_id)
+        assert "test/acc_best_of_evals" not in run.data.metrics
+        assert run.data.params["train.eval_every"] == "0"
+        for name in ("transfer/seconds", "transfer/eval_seconds", "measure/seconds"):
+            assert run.data.metrics[name] > 0, name
+        assert run.data.metrics["transfer/eval_seconds"] < run.data.metrics["transfer/seconds"]
+    history = client().get_metric_history(outcomes[1].run_id, "retrain/test_acc")
+    assert [m.step for m in history] == [2]  # the last of 2 epochs only
+
+
 def test_a_runs_logged_task_state_rebuilds_the_model_it_measured(monkeypatch):
     measured = {}
 
@@ -165,7 +181,7 @@ def test_transfer_failure_records_failed_runs(monkeypatch):
 
 
 def test_folder_task_run_logs_task_source_and_preprocessing(tmp_path):
-    from tests.vtab_folders import make_vtab_folder
+    from bench.data.synthetic import make_vtab_folder
 
     root = make_vtab_folder(tmp_path / "vtab-1k", task="eurosat", n_train=20, n_test=10)
     overrides = {"data.task": "eurosat", "data.source": "folder", "data.data_dir": str(root)}

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from bench import sweep
+from bench.data.synthetic import make_vtab_folder
 from bench.tracking import Terminated, TrackedRun, client, raise_on_sigterm
 from tests.conftest import TINY_VIT, tiny_config
 from tests.test_run import exploding_pruner  # noqa: F401  (fixture)
-from tests.vtab_folders import make_vtab_folder
 
 
 @pytest.fixture(scope="module")

@@ -412,3 +412,21 @@ def test_a_method_evaluated_without_retraining_is_labelled_so():
     assert notes.to_dict() == {
         ("convpass", "depgraph_sls"): "not retrained: 0 epochs after the transfer, retrained 30"
     }
+
+
+def test_the_best_of_evals_table_says_which_runs_have_none(tmp_path):
+    """Runs trained with train.eval_every=0 have no best-of-evals accuracy: their cells stay empty
+    and the row's note counts them; the other rows hold the best evaluation, not the last."""
+    raw = _raw_runs()
+    raw["metrics.test/acc_best_of_evals"] = raw["metrics.test/acc"] + 0.05
+    last_epoch_only = (raw["tags.pruner"] == "retrained") & (raw["tags.task"] == "cifar")
+    raw.loc[last_epoch_only, "metrics.test/acc_best_of_evals"] = np.nan
+    build_tables(tidy_runs(raw), tmp_path, REFERENCE)
+    rows = {r["method"]: r for r in _markdown_rows(tmp_path / "accuracy_best_of_evals.md")
+            if r["seeds"]}  # fmt: skip
+    assert rows["none"]["cifar"] == "86.0 ± 1.4"  # 0.80 + 0.05 and 0.82 + 0.05
+    assert rows["none"]["note"] == ""
+    assert rows["retrained"]["cifar"] == ""
+    assert rows["retrained"]["eurosat"] == "91.0 ± 1.4"
+    assert rows["retrained"]["note"].startswith("best-of-evals missing")
+    assert rows["retrained"]["note"].endswith("2 of 6 runs")

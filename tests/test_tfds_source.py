@@ -26,10 +26,10 @@ from bench.data.folder import SOURCE as FOLDER
 from bench.data.labels import LABEL_RULES
 from bench.data.prepare import TENSORFLOW_HINT, format_task_table, prepare, task_table
 from bench.data.sources import SOURCES
+from bench.data.synthetic import make_vtab_folder
 from bench.data.tfds_source import SOURCE, SplitReader
 from bench.errors import UserError
 from bench.tasks import SPLITS, VTAB_TASKS, TaskSpec, get_task
-from tests.vtab_folders import make_vtab_folder
 
 MOCK_EXAMPLES = 4
 OBJECT_TASKS = {"clevr_count", "clevr_dist", "kitti"}

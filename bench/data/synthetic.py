@@ -1,4 +1,5 @@
-"""Tiny, valid vtab-1k folders of JPEGs for tests and end-to-end checks.
+"""Valid vtab-1k folders of generated JPEGs: for tests, end-to-end checks and benchmarks
+(`benchmarks/task_wall.py`), never for results.
 
 `make_vtab_folder(tmp_path)` returns the DATA root: pass it as DATA=<root> with SOURCE=folder.
 The task folder is `<root>/<task>` with the four list files (train800val200 = train800 lines
