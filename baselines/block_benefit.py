@@ -67,7 +67,7 @@ from bench.config import Recipe
 from bench.errors import UserError
 from bench.models.petl import AdapterBlock, freeze_backbone
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
-from bench.train import make_scheduler, set_epoch_lr
+from bench.train import autocast, make_scheduler, set_epoch_lr
 
 DEPLOYED = "kept channel indices into the shared backbone (branches at 0 skipped)"
 KeptIndices = list[dict[str, list[int]]]  # per block: {"attn": head-dim channels, "mlp": hidden}
@@ -492,7 +492,7 @@ class BlockBenefit(Pruner):
                 for b in range(schedule.steps_per_epoch):
                     index = order[b * batch : (b + 1) * batch]
                     drops = self.train_step(
-                        model, aux, optimizer, brs, images[index], labels[index]
+                        model, aux, optimizer, brs, images[index], labels[index], ctx.recipe.dtype
                     )
                     if step >= schedule.start:
                         self.accumulate(brs, benefits, drops)
@@ -505,15 +505,17 @@ class BlockBenefit(Pruner):
             model.train(was_training)
         return schedule, history
 
-    def train_step(self, model, aux, optimizer, brs, x, y) -> torch.Tensor:
-        """One step of the main and auxiliary losses through the masked gates; returns the
-        branches' cross-entropy drops (2 CLS/patch, branches)."""
+    def train_step(self, model, aux, optimizer, brs, x, y, dtype="float32") -> torch.Tensor:
+        """One step of the main and auxiliary losses through the masked gates (in the recipe's
+        `dtype`, as every training); returns the branches' cross-entropy drops (2 CLS/patch,
+        branches)."""
         for br in brs:
             br.gate = torch.ones(br.size, device=x.device, requires_grad=True)
             br.module.channel_gate = br.channel_gate()
-        logits, points = forward_points(model, x)
-        aux_losses = aux.losses(points, y)
-        loss = F.cross_entropy(logits, y) + aux_losses.sum()
+        with autocast(x.device, dtype):
+            logits, points = forward_points(model, x)
+            aux_losses = aux.losses(points, y)
+            loss = F.cross_entropy(logits, y) + aux_losses.sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
