@@ -7,6 +7,7 @@ returned with it so it can be logged.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -40,8 +41,9 @@ def cpu_model() -> str:
 
 
 def compute_tags(device: torch.device) -> dict[str, str]:
-    """What a run's numbers depend on beyond its config: the device, the CPU, and the thread
-    counts of torch (training, features) and of OpenMP (t-SNE, scikit-learn)."""
+    """What a run's numbers depend on beyond its config: the device, the CPU, the thread counts
+    of torch (training, features) and of OpenMP (t-SNE, scikit-learn), and the GPUs the process
+    sees (a sweep worker's own GPU, `bench.gpus`)."""
     from threadpoolctl import threadpool_info
 
     openmp = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "openmp"]
@@ -52,6 +54,7 @@ def compute_tags(device: torch.device) -> dict[str, str]:
         "threads.torch": str(torch.get_num_threads()),
         "threads.torch_interop": str(torch.get_num_interop_threads()),
         "threads.openmp": str(max(openmp)) if openmp else "none loaded",
+        "worker.cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
     }
 
 

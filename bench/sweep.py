@@ -8,8 +8,9 @@ running run refreshes each minute) is older than `sweep.stale_after_s`, on any h
 KILLED and its cell runs again; `reclaim` takes over every RUNNING run.
 
 The unit of work is one (task, seed): its transfer is trained once and shared by the methods
-that are still missing. Units run one after another here, in N worker processes, or as a Slurm
-job array through submitit. Whatever goes wrong in one unit is recorded and the others go on.
+that are still missing. Units run one after another here, in N worker processes (one GPU each
+where there are GPUs), or as a Slurm job array through submitit. Whatever goes wrong in one unit
+is recorded and the others go on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from bench import gpus
 from bench.config import RunConfig
 from bench.data import resolve_source
 from bench.errors import UserError
@@ -243,17 +245,14 @@ def execute(config: RunConfig, plan: Plan, progress: bool = True) -> list[Outcom
     return [o for unit in units for o in run_unit(config, unit, progress)]
 
 
-def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def run_in_workers(config: RunConfig, units: list[Unit], workers: int) -> list[Outcome]:
-    """Units in `workers` fresh processes (spawned: no forked torch state), CPU threads split."""
+    """Units in `workers` fresh processes (spawned: no forked torch state), CPU threads split;
+    with GPUs and device auto or cuda, each process sees one GPU (`bench.gpus`)."""
     threads = max(1, (os.cpu_count() or 1) // workers)
+    devices = gpus.assign(config.device, workers)
     context = get_context("spawn")
-    with ProcessPoolExecutor(workers, context, _worker_init, (threads,)) as pool:
+    init = (threads, devices, context.Value("i", 0))
+    with ProcessPoolExecutor(workers, context, gpus.worker_init, init) as pool:
         futures = [pool.submit(run_unit, config, unit) for unit in units]
         return [o for unit, f in zip(units, futures, strict=True) for o in _result(unit, f.result)]
 

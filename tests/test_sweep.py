@@ -8,11 +8,13 @@ import time
 
 import pytest
 
-from bench import sweep
+from bench import gpus, sweep
 from bench.data.synthetic import make_vtab_folder
 from bench.tracking import Terminated, TrackedRun, client, raise_on_sigterm
 from tests.conftest import TINY_VIT, tiny_config
 from tests.test_run import exploding_pruner  # noqa: F401  (fixture)
+
+GPU_TAG = "worker.cuda_visible_devices"
 
 
 @pytest.fixture(scope="module")
@@ -154,16 +156,35 @@ def test_a_sweep_killed_part_way_and_restarted_finishes_each_cell_exactly_once(v
     assert "skipped" in restart.stdout
 
 
-def test_local_workers_log_every_run_to_one_store(vtab_root):
-    config = _config("tests-sweep-workers", tasks="digits,eurosat", methods=("none", "drop_last"),
+def _sweep_in_two_workers(suite, vtab_root, monkeypatch, gpus_seen):
+    """2 units (digits, eurosat) × 2 methods in 2 workers, the parent seeing `gpus_seen`."""
+    monkeypatch.setattr(gpus, "gpu_ids", lambda: gpus_seen)
+    config = _config(suite, tasks="digits,eurosat", methods=("none", "drop_last"),
                      budget="keep:2", **{"data.data_dir": str(vtab_root)})  # fmt: skip
     config.sweep.workers = 2
     outcomes = sweep.execute(config, sweep.plan_sweep(config), progress=False)
     assert [o.status for o in outcomes] == ["FINISHED"] * 4
-    runs = _runs("tests-sweep-workers", "FINISHED")
+    runs = _runs(suite, "FINISHED")
     assert len(runs) == 4 and len({r.data.tags["cell.key"] for r in runs}) == 4
-    assert all("test/acc" in r.data.metrics and "bytes/stored" in r.data.metrics for r in runs)
     assert len({r.data.tags["owner.pid"] for r in runs}) == 2  # two processes did the work
+    assert {r.data.tags["threads.torch"] for r in runs} == {str(max(1, os.cpu_count() // 2))}
+    seen: dict[str, set[str]] = {}  # task (unit) -> the CUDA_VISIBLE_DEVICES of its runs
+    for run in runs:
+        seen.setdefault(run.data.tags["task"], set()).add(run.data.tags[GPU_TAG])
+    return runs, seen
+
+
+def test_local_workers_log_every_run_to_one_store(vtab_root, monkeypatch):
+    runs, seen = _sweep_in_two_workers("tests-sweep-workers", vtab_root, monkeypatch, [])
+    assert all("test/acc" in r.data.metrics and "bytes/stored" in r.data.metrics for r in runs)
+    parent = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")  # no GPU: the workers leave it
+    assert seen == {"digits": {parent}, "eurosat": {parent}}
+
+
+def test_local_workers_get_one_gpu_each(vtab_root, monkeypatch):
+    """With 2 GPUs (faked: the workers resolve `auto` to the CPU), each worker sees its own."""
+    _, seen = _sweep_in_two_workers("tests-sweep-gpus", vtab_root, monkeypatch, ["0", "1"])
+    assert sorted(sorted(gpu) for gpu in seen.values()) == [["0"], ["1"]]  # one each, distinct
 
 
 def test_slurm_launcher_through_submitits_local_executor(tmp_path):
