@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-MATMUL_N = {True: 8192, False: 2048}  # on GPU, on CPU
+MATMUL_N = {True: 8192, False: 4096}  # on GPU, on CPU
 CPU_MEASURE = {"measure.warmup_iters": 2, "measure.timed_iters": 5, "measure.rounds": 1,
                "measure.batch_sizes": "1,8"}  # fmt: skip
 
@@ -108,7 +108,7 @@ def matmul_peak(device: torch.device, dtype: str, tf32: bool) -> float:
     from bench.train import tf32 as allow_tf32
 
     n = MATMUL_N[device.type == "cuda"]
-    repeats = 20 if device.type == "cuda" else 3
+    repeats = 20 if device.type == "cuda" else 2
     torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
     a, b = (torch.randn(n, n, device=device, dtype=torch_dtype) for _ in range(2))
     with allow_tf32(device, tf32):
@@ -174,11 +174,24 @@ def training_parts(name, config, seconds, eval_seconds, forward_flop, train_imag
     ]  # fmt: skip
 
 
+def prune_parts(name: str, metrics: dict, feature_flop: float) -> list[Part]:
+    """The pruning step; SLS's split into its block features (a forward pass over the
+    calibration images) and its scan (t-SNE and scores, in `sls/scan_workers` processes)."""
+    if "sls/feature_seconds" not in metrics:
+        return [Part(f"{name}: prune", metrics["prune/seconds"])]
+    features, scan = metrics["sls/feature_seconds"], metrics["sls/scan_seconds"]
+    workers, embedded = int(metrics["sls/scan_workers"]), int(metrics["sls/blocks_embedded"])
+    return [
+        Part(f"{name}: block features", features, feature_flop),
+        Part(f"{name}: scan, {embedded} blocks in {workers} processes", scan),
+        Part(f"{name}: prune, other", metrics["prune/seconds"] - features - scan),
+    ]
+
+
 def method_parts(name, config, metrics, wall, full_flop, train_images, test_images) -> list[Part]:
     """A method's run: pruning (SLS: features + t-SNE scan), retraining, measurement, the rest."""
     pruned_flop = 2.0 * metrics["macs"]
-    parts = [Part(f"{name}: prune", metrics["prune/seconds"],
-                  train_images * full_flop if name == "sls" else None)]  # fmt: skip
+    parts = prune_parts(name, metrics, train_images * full_flop)
     if "retrain/seconds" in metrics:
         parts += training_parts(f"{name} retrain", config, metrics["retrain/seconds"],
                                 metrics["retrain/eval_seconds"], pruned_flop, train_images,
