@@ -12,7 +12,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -91,6 +91,8 @@ class Pruner(ABC):
     fixed_budget: str | None = None  # set when the pruner ignores the run's budget ("none", "auto")
     default_budget: str | None = None  # replaces the run's `match-sls` default (e.g. "sls-mean")
     budget_axis: str = "backbone"  # what the budget's fraction removes: "backbone" | "petl" params
+    # Settings that change how fast the pruner decides, never what: left out of `key_settings`.
+    speed_only: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def prune(self, ctx: PruneContext) -> PruneResult: ...
@@ -102,6 +104,10 @@ class Pruner(ABC):
 
     def settings(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+    def key_settings(self) -> dict[str, Any]:
+        """The settings that identify a run of this pruner (sweep cells, SLS runs to reuse)."""
+        return {k: v for k, v in self.settings().items() if k not in self.speed_only}
 
     def same_model_as(self, budget: Budget) -> str | None:
         """The method whose model this pruner would build, trained the same way, at `budget`

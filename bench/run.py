@@ -222,8 +222,9 @@ def cell_key(
     config: RunConfig, method: str, seed: int, weights: str, pruner: Pruner | None = None
 ) -> str:
     """What identifies one run of a sweep: its resolved config (task, model, PETL, recipes,
-    measurement), the method and its settings, the budget (with SLS's settings when the budget is
-    SLS's k), the seed and the backbone weights. A FINISHED run with this key is not run again."""
+    measurement), the method and its settings (not the `speed_only` ones), the budget (with SLS's
+    settings when the budget is SLS's k), the seed and the backbone weights. A FINISHED run with
+    this key is not run again."""
     values = config.to_dict()
     for name in ("methods", "seeds", "pruners", "sweep", "suite", "preset"):
         values.pop(name)
@@ -231,7 +232,7 @@ def cell_key(
     spec = MethodSpec.parse(method)
     pruner = pruner or make_pruner(spec.name, config.pruners.get(spec.name))
     budget = str(pruner.budget_for(spec, config.budget))
-    payload = {"config": values, "method": spec.name, "settings": pruner.settings(),
+    payload = {"config": values, "method": spec.name, "settings": pruner.key_settings(),
                "budget": budget, "seed": seed, "weights": weights}  # fmt: skip
     if budget in Budget.RESOLVED_BY_HARNESS:
         payload["sls"] = sls_settings(config)
@@ -556,7 +557,7 @@ def resolve_budget(ctx: RunContext, budget: Budget) -> tuple[Budget, str]:
 
 
 def sls_settings(config: RunConfig) -> dict:
-    return make_pruner("sls", config.pruners.get("sls")).settings()
+    return make_pruner("sls", config.pruners.get("sls")).key_settings()
 
 
 def _finished_sls_runs(query: str) -> list:

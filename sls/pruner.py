@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 
+import torch
+
+from bench.errors import UserError
 from bench.models.truncate import keep_first
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
-from sls.embed import embed
 from sls.features import block_features
+from sls.parallel import block_score, decide_depth_parallel
 from sls.plot import plot_scores
-from sls.score import LABEL_METRICS, describe, oriented_score, score, score_name
-from sls.select import decide_depth
+from sls.score import LABEL_METRICS, describe, score_name
+from sls.select import DepthDecision, decide_depth
+
+CHEAP_EMBEDDINGS = ("pca", "none")  # not worth a process each
 
 
 @PRUNERS.register("sls")
@@ -42,21 +48,16 @@ class SLS(Pruner):
     feature: str = "cls"  # cls | mean (of patch tokens)
     embed_seed: int = 0  # t-SNE random_state (the authors: 0)
     full_curve: bool = False  # embed every block (for plots) instead of the lazy scan
+    # Processes embedding blocks at once (0: auto, see `scan_workers`; 1: in this process).
+    # Speed only: the decision and its scores are the sequential scan's.
+    workers: int = 0
+
+    speed_only = ("workers",)
 
     def prune(self, ctx: PruneContext) -> PruneResult:
         start = time.perf_counter()
         features, labels = block_features(ctx.model, ctx.calibration, self.feature)
-
-        on_features = self.metric in LABEL_METRICS
-
-        def block_score(block: int) -> float:
-            points = features[block - 1]
-            if not on_features:
-                points = embed(points, self.embedding, seed=self.embed_seed)
-            return oriented_score(score(points, labels, self.metric), self.metric)
-
-        lazy = not (self.full_curve or on_features)
-        decision = decide_depth(block_score, len(features), self.alpha, self.min_blocks, lazy=lazy)
+        decision, workers = self.decide(features, labels)
         seconds = time.perf_counter() - start
         model = keep_first(ctx.model, decision.k)
         plot = ctx.artifact_dir / "sls_scores.png"
@@ -67,14 +68,37 @@ class SLS(Pruner):
             "k": decision.k,
             "decision_seconds": seconds,
             "blocks_embedded": len(decision.scores),
+            "scan_workers": workers,
         }
         if decision.threshold is not None:
             metrics["threshold"] = decision.threshold
         metrics.update(margins(decision))
         metrics.update({f"score/block_{b:02d}": v for b, v in decision.scores.items()})
-        if on_features:
+        if self.metric in LABEL_METRICS:
             metrics.update({f"{self.metric}/block_{b:02d}": v for b, v in decision.scores.items()})
         return PruneResult(model, {"k": decision.k}, record, metrics, [plot], retrain=True)
+
+    def decide(self, features, labels) -> tuple[DepthDecision, int]:
+        """The depth decision and the number of processes that computed it."""
+        on_features = self.metric in LABEL_METRICS  # cheap: scored in this process
+        lazy = not (self.full_curve or on_features)
+        score_fn = partial(block_score, labels=labels, embedding=self.embedding,
+                           metric=self.metric, seed=self.embed_seed)  # fmt: skip
+        workers = 1 if on_features else self.scan_workers(len(features))
+        rule = (self.alpha, self.min_blocks, lazy)
+        if workers > 1:
+            threads = max(1, torch.get_num_threads() // workers)
+            return decide_depth_parallel(score_fn, features, *rule, workers, threads), workers
+        return decide_depth(lambda block: score_fn(features[block - 1]), len(features), *rule), 1
+
+    def scan_workers(self, num_blocks: int) -> int:
+        """`workers`, where 0 (auto) means one per torch thread (this process's share of the
+        CPU) for t-SNE and 1 for the embeddings that take milliseconds."""
+        if self.workers < 0:
+            raise UserError(f"pruners.sls.workers must be >= 0 (0: auto), got {self.workers}")
+        if self.workers == 0 and self.embedding in CHEAP_EMBEDDINGS:
+            return 1
+        return min(self.workers or torch.get_num_threads(), num_blocks)
 
     def score_record(self) -> dict[str, str]:
         """What the scores in the record are (e.g. `1/davies_bouldin`) and what they were

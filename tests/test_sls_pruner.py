@@ -8,7 +8,7 @@ from bench.data import BatchLoader, ImageSplit
 from bench.models.petl import attach_petl, resolve_settings
 from bench.models.truncate import keep_first
 from bench.pruning import Budget, PruneContext, make_pruner
-from bench.run import run_benchmark
+from bench.run import cell_key, run_benchmark, sls_settings
 from bench.state import rebuild, save_task_state
 from bench.tasks import get_task
 from bench.tracking import client
@@ -133,3 +133,23 @@ def test_davies_bouldin_is_recorded_as_its_inverse(sls_context):
     assert result.decision["scores"]["4"] == pytest.approx(top)
     assert result.decision["score_name"] == "1/davies_bouldin"
     assert "1 / Davies-Bouldin" in result.decision["score_description"]
+
+
+def test_embedding_blocks_in_two_processes_gives_the_same_decision(sls_context):
+    one, two = (make_pruner("sls", {"workers": w}).prune(sls_context()) for w in (1, 2))
+    assert one.decision["scores"] == two.decision["scores"]
+    assert one.state == two.state
+    assert (one.metrics["scan_workers"], two.metrics["scan_workers"]) == (1, 2)
+    assert one.decision["settings"]["workers"] == 1  # logged, though not part of the key
+
+
+def test_workers_is_not_part_of_the_sweep_cell_or_the_sls_settings_matched():
+    def keys(sls_options):
+        config = tiny_config(methods=["sls", "angular"])
+        config.pruners["sls"] = sls_options
+        cells = [cell_key(config, method, 0, "weights") for method in ("sls", "angular")]
+        return cells, sls_settings(config)
+
+    assert keys({"workers": 4}) == keys({"workers": 1}) == keys({})
+    assert keys({"alpha": 0.5})[0][0] != keys({})[0][0]  # a setting that decides does count
+    assert keys({"alpha": 0.5})[0][1] != keys({})[0][1]  # angular's budget is SLS's k
