@@ -57,6 +57,7 @@ class SLS(Pruner):
     def prune(self, ctx: PruneContext) -> PruneResult:
         start = time.perf_counter()
         features, labels = block_features(ctx.model, ctx.calibration, self.feature)
+        features_done = time.perf_counter()
         decision, workers = self.decide(features, labels)
         seconds = time.perf_counter() - start
         model = keep_first(ctx.model, decision.k)
@@ -67,6 +68,8 @@ class SLS(Pruner):
         metrics = {
             "k": decision.k,
             "decision_seconds": seconds,
+            "feature_seconds": features_done - start,
+            "scan_seconds": start + seconds - features_done,
             "blocks_embedded": len(decision.scores),
             "scan_workers": workers,
         }

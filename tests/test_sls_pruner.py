@@ -141,6 +141,10 @@ def test_embedding_blocks_in_two_processes_gives_the_same_decision(sls_context):
     assert one.state == two.state
     assert (one.metrics["scan_workers"], two.metrics["scan_workers"]) == (1, 2)
     assert one.decision["settings"]["workers"] == 1  # logged, though not part of the key
+    for result in (one, two):  # the decision's time is its features' and its scan's
+        m = result.metrics
+        assert m["feature_seconds"] > 0 and m["scan_seconds"] > 0
+        assert m["feature_seconds"] + m["scan_seconds"] == pytest.approx(m["decision_seconds"])
 
 
 def test_workers_is_not_part_of_the_sweep_cell_or_the_sls_settings_matched():
