@@ -458,8 +458,11 @@ def headline(result: TrainResult) -> dict[str, float]:
 
 
 def training_metrics(phase: str, result: TrainResult) -> dict[str, float]:
-    """Where a training's time went: in all, and in test evaluations."""
-    return {f"{phase}/seconds": result.seconds, f"{phase}/eval_seconds": result.eval_seconds}
+    """Where a training's time went: in all and in test evaluations, over how many epochs and
+    evaluations."""
+    return {f"{phase}/seconds": result.seconds, f"{phase}/eval_seconds": result.eval_seconds,
+            f"{phase}/epochs": len(result.history),
+            f"{phase}/evaluations": result.evaluations}  # fmt: skip
 
 
 def efficiency_step(ctx: RunContext, pruned: nn.Module) -> dict[str, float]:

@@ -45,6 +45,11 @@ class TrainResult:
     peak_gpu_memory_gb: float | None = None  # GPU only: the most allocated at once since the
     #                                          caller's `reset_peak_gpu_memory`
 
+    @property
+    def evaluations(self) -> int:
+        """Test evaluations run: the scheduled ones, or the one of a zero-epoch training."""
+        return max(1, sum("test_acc" in record for record in self.history))
+
 
 def check_recipe(recipe: Recipe) -> None:
     if recipe.dtype not in DTYPES:

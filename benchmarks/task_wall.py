@@ -130,7 +130,15 @@ def run_task(config, device: torch.device) -> tuple[list[Part], dict]:
     """The product's steps for one task, timed; returns the parts and facts for the header."""
     from bench.measure import count_macs
     from bench.pruning import MethodSpec
-    from bench.run import RunContext, load_data, preflight, run_method, transfer, weights_id
+    from bench.run import (
+        RunContext,
+        load_data,
+        preflight,
+        run_method,
+        training_metrics,
+        transfer,
+        weights_id,
+    )
 
     checked = preflight(config)
     start = time.perf_counter()
@@ -142,8 +150,8 @@ def run_task(config, device: torch.device) -> tuple[list[Part], dict]:
     tr = transfer(config, data, checked.settings, seed, device, weights, progress=False)
     transfer_wall = time.perf_counter() - start
     full = 2.0 * count_macs(tr.model, config.data.image_size, device)
-    parts += training_parts("transfer", config, tr.result.seconds, tr.result.eval_seconds,
-                            full, len(data.train), len(data.eval))  # fmt: skip
+    parts += training_parts("transfer", "transfer", training_metrics("transfer", tr.result),
+                            config.train.batch_size, full, len(data.train), len(data.eval))  # fmt: skip
     parts.append(Part("transfer: build model, store", transfer_wall - tr.result.seconds))
     ctx = RunContext(config, data, checked.settings, device, weights, False, seed, tr)
     facts = {"forward GFLOP/image": full / 1e9, "k": None}
@@ -159,17 +167,16 @@ def run_task(config, device: torch.device) -> tuple[list[Part], dict]:
     return parts, facts
 
 
-def training_parts(name, config, seconds, eval_seconds, forward_flop, train_images, test_images):
-    """A training's epochs and its test evaluations, with their FLOPs."""
-    recipe = config.train
-    steps = train_images // recipe.batch_size * recipe.batch_size
-    epochs = recipe.epochs
-    evaluations = sum(1 for e in range(1, epochs + 1)
-                      if e == epochs or (recipe.eval_every and e % recipe.eval_every == 0))  # fmt: skip
+def training_parts(label, phase, metrics, batch, forward_flop, train_images, test_images):
+    """A training's epochs and its test evaluations, as `bench.run.training_metrics` logs them
+    for `phase` (transfer, retrain), with their FLOPs."""
+    epochs, evaluations = int(metrics[f"{phase}/epochs"]), int(metrics[f"{phase}/evaluations"])
+    seconds, eval_seconds = metrics[f"{phase}/seconds"], metrics[f"{phase}/eval_seconds"]
+    images = epochs * (train_images // batch * batch)  # drop_last
     return [
-        Part(f"{name}: {epochs} training epochs", seconds - eval_seconds,
-             epochs * steps * 2 * forward_flop),
-        Part(f"{name}: {evaluations} test evaluations", eval_seconds,
+        Part(f"{label}: {epochs} training epochs", seconds - eval_seconds,
+             images * 2 * forward_flop),
+        Part(f"{label}: {evaluations} test evaluations", eval_seconds,
              evaluations * test_images * forward_flop),
     ]  # fmt: skip
 
@@ -193,9 +200,8 @@ def method_parts(name, config, metrics, wall, full_flop, train_images, test_imag
     pruned_flop = 2.0 * metrics["macs"]
     parts = prune_parts(name, metrics, train_images * full_flop)
     if "retrain/seconds" in metrics:
-        parts += training_parts(f"{name} retrain", config, metrics["retrain/seconds"],
-                                metrics["retrain/eval_seconds"], pruned_flop, train_images,
-                                test_images)  # fmt: skip
+        parts += training_parts(f"{name} retrain", "retrain", metrics, config.train.batch_size,
+                                pruned_flop, train_images, test_images)  # fmt: skip
     measure = config.measure
     per_batch = measure.rounds * (measure.warmup_iters + measure.timed_iters)
     images = per_batch * sum(measure.batch_sizes)

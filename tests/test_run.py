@@ -101,6 +101,9 @@ def test_eval_every_zero_logs_no_best_of_evals_and_where_the_time_went():
         for name in ("transfer/seconds", "transfer/eval_seconds", "measure/seconds"):
             assert run.data.metrics[name] > 0, name
         assert run.data.metrics["transfer/eval_seconds"] < run.data.metrics["transfer/seconds"]
+        assert (run.data.metrics["transfer/epochs"], run.data.metrics["transfer/evaluations"]) == (
+            2, 1
+        )  # fmt: skip
     history = client().get_metric_history(outcomes[1].run_id, "retrain/test_acc")
     assert [m.step for m in history] == [2]  # the last of 2 epochs only
 
