@@ -67,7 +67,7 @@ class Recipe:
     lr_step: str = "after_epoch"
     eval_every: int = 10  # epochs between test evaluations; the last epoch is always evaluated;
     #                       0: the last epoch only (no best-of-evals accuracy)
-    dtype: str = "float32"  # float32 (the authors' transfer) | bfloat16 (autocast, ~2x on GPUs)
+    dtype: str = "float32"  # float32 (the authors' transfer) | bfloat16 (autocast)
     tf32: bool = True  # float32 matmuls and convolutions in TF32 on GPUs that have it
     # speed only (`SPEED_ONLY`: not part of a transfer's or a cell's identity)
     eval_batch_size: int = 256
