@@ -29,6 +29,7 @@ from bench.paths import PROJECT_ROOT, results_dir  # noqa: E402
 
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow's limit on params per log_batch call
+METRIC_BATCH = 1000  # and on metrics
 HEARTBEAT_SECONDS = 60.0
 HEARTBEAT_TAG = "heartbeat"  # unix seconds of the last beat
 NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
@@ -243,8 +244,7 @@ class TrackedRun:
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         stamp = _now_ms()
         items = [Metric(k, float(v), stamp, step) for k, v in metrics.items() if v is not None]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+        self._log_metric_items(items)
 
     def log_block_curves(self, metrics: dict[str, float]) -> None:
         """Every `<curve>/block_NN` metric also as one stepped metric `<curve>` (step = block), so
@@ -256,8 +256,7 @@ class TrackedRun:
             for curve, values in block_curves(metrics).items()
             for block, value in values.items()
         ]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+        self._log_metric_items(items)
 
     def log_dataset(
         self,
@@ -294,8 +293,11 @@ class TrackedRun:
             for k, v in record.items()
             if k != "epoch"
         ]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+        self._log_metric_items(items)
+
+    def _log_metric_items(self, items: list[Metric]) -> None:
+        for i in range(0, len(items), METRIC_BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i : i + METRIC_BATCH])
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
