@@ -115,7 +115,14 @@ def overrides(args: argparse.Namespace) -> dict[str, str]:
         for flag, key in FLAGS.items()
         if getattr(args, flag, None) is not None
     }
-    for item in args.set:
+    values.update(parse_sets(args.set))
+    return values
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """`--set KEY=VALUE` arguments as {KEY: VALUE}."""
+    values = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
@@ -137,10 +144,15 @@ def _split_pruner_options(
 
 
 def resolved_config(args: argparse.Namespace):
+    return config_from(args.preset, overrides(args))
+
+
+def config_from(preset: str, values: dict):
+    """The preset with `values` (dotted keys; `pruners.<name>.<option>` included) applied."""
     from bench.config import load_config
 
-    plain, pruner_options = _split_pruner_options(overrides(args))
-    config = load_config(args.preset, plain)
+    plain, pruner_options = _split_pruner_options(values)
+    config = load_config(preset, plain)
     for name, options in pruner_options.items():
         config.pruners.setdefault(name, {}).update(_typed(options))
     return config

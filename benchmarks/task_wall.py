@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def benchmark_config(args: argparse.Namespace, data_dir: Path, device: torch.device):
-    from bench.config import load_config
+    from bench.cli import config_from, parse_sets
 
     overrides = {
         "suite": "task-wall", "methods": args.methods.split(","), "device": str(device),
@@ -79,8 +79,8 @@ def benchmark_config(args: argparse.Namespace, data_dir: Path, device: torch.dev
     if args.eval_batch:
         overrides["train.eval_batch_size"] = args.eval_batch
     overrides.update(measure_overrides(args, device))
-    overrides.update(dict(item.split("=", 1) for item in args.set))
-    return load_config("paper", overrides)
+    overrides.update(parse_sets(args.set))
+    return config_from("paper", overrides)
 
 
 def measure_overrides(args: argparse.Namespace, device: torch.device) -> dict:
@@ -264,4 +264,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from bench.errors import UserError
+
+    try:
+        main()
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
