@@ -143,8 +143,29 @@ class RunConfig:
     pruners: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-pruner options
     sweep: SweepConfig = field(default_factory=SweepConfig)  # what `sweep` runs, and where
 
+    # What a run set spans, not one run's settings: in no run's params and no run's identity.
+    RUN_SET_FIELDS: ClassVar[tuple[str, ...]] = ("methods", "seeds", "pruners", "sweep")
+    # Names that label a run and never change what it computes: params, but not identity.
+    LABEL_FIELDS: ClassVar[tuple[str, ...]] = ("suite", "preset")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def run_values(self) -> dict[str, Any]:
+        """The config one run logs as its params (flattened)."""
+        values = self.to_dict()
+        for name in self.RUN_SET_FIELDS:
+            values.pop(name)
+        return values
+
+    def identity(self) -> dict[str, Any]:
+        """What decides one run's result: its values less the labels and the speed-only
+        training settings."""
+        values = self.run_values()
+        for name in self.LABEL_FIELDS:
+            values.pop(name)
+        values["train"] = self.train.identity()
+        return values
 
 
 def preset_names() -> list[str]:

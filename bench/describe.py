@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import hashlib
-import re
 
-CONTROLS = ("none", "retrained")
+from bench import record as R
+from bench.store import CONTROLS
 
 
 def dataset_input(task, source_name: str, data_dir, train_split: str, eval_split: str,
@@ -44,9 +44,9 @@ def dataset_input(task, source_name: str, data_dir, train_split: str, eval_split
 def run_description(task: str, petl: str, method: str, seed, metrics: dict[str, float],
                     controls: dict[str, float], total_blocks: int | None = None) -> str:  # fmt: skip
     """Markdown: one header line and a small table of what the run gave."""
-    acc = metrics.get("test/acc")
-    kept = metrics.get("blocks/kept")
-    k = metrics.get("sls/k", kept)
+    acc = metrics.get(R.ACC)
+    kept = metrics.get(R.BLOCKS_KEPT)
+    k = metrics.get(R.SLS_K, kept)
     depth = "-" if k is None else f"{int(k)}" + (f" of {total_blocks}" if total_blocks else "")
     rows = [("task", f"`{task}`"), ("method", f"`{method}` on {petl}, seed {seed}"),
             ("k (blocks kept)", depth),
@@ -54,12 +54,12 @@ def run_description(task: str, petl: str, method: str, seed, metrics: dict[str, 
     for control in CONTROLS:
         if control in controls and acc is not None and control != method:
             rows.append((f"Δ vs {control}", f"{(acc - controls[control]) * 100:+.2f} pts"))
-    speeds = sorted((int(m[1]), m[0]) for k in metrics if (m := re.match(r"^speedup/bs(\d+)$", k)))
-    if speeds:  # the largest batch measured
-        name = speeds[-1][1]
-        rows.append((f"speedup ({name.split('/')[1]})", f"{metrics[name]:.2f}×"))
-    if "bytes/stored" in metrics:
-        rows.append(("stored per task", _bytes(metrics["bytes/stored"])))
+    batches = R.speedup_batches(metrics)
+    if batches:  # the largest batch measured
+        name = R.speedup(batches[-1])
+        rows.append((f"speedup (bs{batches[-1]})", f"{metrics[name]:.2f}×"))
+    if R.BYTES_STORED in metrics:
+        rows.append(("stored per task", _bytes(metrics[R.BYTES_STORED])))
     missing = [c for c in CONTROLS if c not in controls and c != method]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     note = (
@@ -76,16 +76,3 @@ def _bytes(value: float) -> str:
         if value >= size:
             return f"{value / size:.1f} {unit}"
     return f"{int(value)} B"
-
-
-def control_accuracies(client, experiment_id: str, transfer_key: str, eval_split: str) -> dict:
-    """test/acc of the newest FINISHED `none` and `retrained` runs on this transfer, if any."""
-    found = {}
-    for control in CONTROLS:
-        query = (f"tags.`transfer.key` = '{transfer_key}' and tags.pruner = '{control}' and "
-                 f"attributes.status = 'FINISHED' and params.`data.eval_split` = '{eval_split}'")  # fmt: skip
-        runs = client.search_runs([experiment_id], query, max_results=1,
-                                  order_by=["attributes.start_time DESC"])  # fmt: skip
-        if runs and "test/acc" in runs[0].data.metrics:
-            found[control] = runs[0].data.metrics["test/acc"]
-    return found

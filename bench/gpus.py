@@ -1,4 +1,4 @@
-"""One GPU per local sweep worker.
+"""The run's device, and one GPU per local sweep worker.
 
 With device `auto` or `cuda` and G visible GPUs, worker i of a local sweep sees only GPU i % G:
 its CUDA_VISIBLE_DEVICES is set in the pool initializer, before torch is imported in that
@@ -74,3 +74,19 @@ def worker_init(threads: int, devices: list[str | None], started) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def resolve_device(name: str) -> torch.device:  # noqa: F821  (torch is imported inside)
+    """The run's device: `auto` is CUDA where there is one; a clear error for an absent GPU."""
+    import torch
+
+    from bench.errors import UserError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"device {name!r} asked for, but CUDA is not available here; use --device cpu"
+        )
+    return device

@@ -19,8 +19,9 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench import record as R
 from bench.config import MeasureConfig
-from bench.models.petl import is_task_parameter, task_parameter_names
+from bench.models.petl import is_task_parameter, merged_copy, task_parameter_names
 
 
 def device_name(device: torch.device) -> str:
@@ -54,7 +55,7 @@ def compute_tags(device: torch.device) -> dict[str, str]:
         "threads.torch": str(torch.get_num_threads()),
         "threads.torch_interop": str(torch.get_num_interop_threads()),
         "threads.openmp": str(max(openmp)) if openmp else "none loaded",
-        "worker.cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+        R.CUDA_VISIBLE_DEVICES: os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
     }
 
 
@@ -157,10 +158,10 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     stored = sum(model.get_parameter(n).numel() for n in names)
     head = sum(model.get_parameter(n).numel() for n in names if n.startswith("head."))
     return {
-        "params/total": sum(p.numel() for p in model.parameters()),
-        "params/trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "params/stored": stored,
-        "params/stored_no_head": stored - head,
+        R.PARAMS_TOTAL: sum(p.numel() for p in model.parameters()),
+        R.PARAMS_TRAINABLE: sum(p.numel() for p in model.parameters() if p.requires_grad),
+        R.PARAMS_STORED: stored,
+        R.PARAMS_STORED_NO_HEAD: stored - head,
     }
 
 
@@ -175,3 +176,25 @@ def backbone_bytes(model: nn.Module) -> int:
         if not is_task_parameter(model, name)
     }
     return len(save(tensors))
+
+
+def efficiency(unpruned: nn.Module, pruned: nn.Module, image_size: int, device: torch.device,
+               cfg: MeasureConfig) -> dict[str, float]:  # fmt: skip
+    """A pruned model against its unpruned PETL model: throughput (interleaved; merged too where
+    adapters merge), MACs, parameter counts, blocks kept, and how long measuring took."""
+    start = time.perf_counter()
+    metrics: dict[str, float] = compare_throughput(unpruned, pruned, image_size, device, cfg)
+    merged_pruned, merged_unpruned = merged_copy(pruned), merged_copy(unpruned)
+    if merged_pruned is not None:
+        merged = compare_throughput(
+            merged_unpruned or unpruned, merged_pruned, image_size, device, cfg
+        )
+        metrics.update({R.merged(k): v for k, v in merged.items()})
+        metrics[R.BYTES_MERGED_BACKBONE] = backbone_bytes(merged_pruned)
+    metrics[R.MACS] = count_macs(pruned, image_size, device)
+    metrics[R.MACS_UNPRUNED] = count_macs(unpruned, image_size, device)
+    metrics.update(parameter_counts(pruned))
+    metrics[R.PARAMS_TOTAL_UNPRUNED] = parameter_counts(unpruned)[R.PARAMS_TOTAL]
+    metrics[R.BLOCKS_KEPT] = len(pruned.blocks)
+    metrics[R.MEASURE_SECONDS] = time.perf_counter() - start
+    return metrics

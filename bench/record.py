@@ -97,7 +97,9 @@ def merged(metric: str) -> str:
 
 def speedup_batches(names) -> list[int]:
     """The batch sizes of the `speedup/bs<N>` metrics among `names`, ascending."""
-    return sorted(int(n.removeprefix(SPEEDUP_PREFIX)) for n in names if n.startswith(SPEEDUP_PREFIX))
+    return sorted(
+        int(n.removeprefix(SPEEDUP_PREFIX)) for n in names if n.startswith(SPEEDUP_PREFIX)
+    )
 
 
 # --- columns of `mlflow.search_runs` frames, and filter strings -----------------------------------

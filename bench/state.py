@@ -53,7 +53,16 @@ def rebuild(path: Path, build_petl_model: Callable[[dict[str, Any]], nn.Module])
         raise ValueError(
             f"state {path.name} does not fit: missing {missing[:3]}, extra {extra[:3]}"
         )
+    copy_tensors(model, tensors)
+    return model
+
+
+def load_task_tensors(model: nn.Module, path: Path) -> None:
+    """Copy a state file's tensors into `model`'s parameters of the same names."""
+    copy_tensors(model, load_file(str(path)))
+
+
+def copy_tensors(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, tensor in tensors.items():
             model.get_parameter(name).copy_(tensor)
-    return model

@@ -1,7 +1,7 @@
 """A sweep over tasks × methods × seeds: plan → skip what is finished → launch the rest.
 
 Every (task, method, seed) cell is one MLflow run tagged `cell.key`, a hash of its resolved config
-(`bench.run.cell_key`). Planning reads the suite's experiment once: a cell with a FINISHED run of
+(`bench.cells.cell_key`). Planning reads the suite's experiment once: a cell with a FINISHED run of
 that key is skipped, so a sweep that was killed and started again runs only what is missing. A run
 left RUNNING by a process that no longer exists on this host, or whose heartbeat (a tag every
 running run refreshes each minute) is older than `sweep.stale_after_s`, on any host, is marked
@@ -18,27 +18,23 @@ from __future__ import annotations
 import copy
 import os
 import socket
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
 from bench import gpus
+from bench import record as R
+from bench.cells import cell_key
 from bench.config import RunConfig
 from bench.data import resolve_source
 from bench.errors import UserError
+from bench.models.build import weights_id
 from bench.paths import results_dir
-from bench.run import Outcome, cell_key, preflight, run_benchmark, weights_id
+from bench.run import Outcome, preflight, run_benchmark
+from bench.store import experiment_id_of, runs_of
 from bench.tasks import TaskSpec, tasks_in
-from bench.tracking import (
-    HEARTBEAT_TAG,
-    client,
-    get_experiment_id,
-    one_line,
-    raise_on_sigterm,
-    tracking_uri,
-)
+from bench.tracking import client, get_experiment_id, one_line, raise_on_sigterm, tracking_uri
 
 LAUNCHERS = ("local", "slurm")
 
@@ -119,7 +115,7 @@ def plan_sweep(config: RunConfig, reclaim: bool = False) -> Plan:
         raise UserError("the sweep names no task; use --tasks all, a group, or a list")
     checked = preflight(task_config(config, tasks[0].name))
     methods = [str(m) for m in checked.methods]
-    weights = weights_id(config)
+    weights = weights_id(config.model)
     plan = Plan(config.suite, left_out=checked.left_out)
     for task in tasks:
         reason = missing_data(config, task)
@@ -146,12 +142,12 @@ def missing_data(config: RunConfig, task: TaskSpec) -> str:
 
 def _match_store(plan: Plan, reclaim: bool, stale_after_s: float) -> None:
     store = client()
-    experiment = store.get_experiment_by_name(plan.suite)
-    if experiment is None:
+    experiment_id = experiment_id_of(plan.suite, store)
+    if experiment_id is None:
         return
     by_key = {cell.key: cell for cell in plan.cells}
-    for run in _all_runs(store, experiment.experiment_id):
-        cell = by_key.get(run.data.tags.get("cell.key", ""))
+    for run in runs_of(experiment_id, store=store):
+        cell = by_key.get(run.data.tags.get(R.CELL_KEY, ""))
         if cell is None or cell in plan.finished:
             continue
         status = run.info.status
@@ -169,20 +165,9 @@ def _match_store(plan: Plan, reclaim: bool, stale_after_s: float) -> None:
                 plan.running[cell] = f"run {run.info.run_id}, {owner}"
 
 
-def _all_runs(store, experiment_id: str) -> Iterable:
-    token = None
-    while True:
-        page = store.search_runs([experiment_id], max_results=1000, page_token=token,
-                                 order_by=["attributes.start_time DESC"])  # fmt: skip
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
 def _owner(tags: dict[str, str]) -> str:
-    where = f"{tags.get('owner.host', '?')} pid {tags.get('owner.pid', '?')}"
-    job = tags.get("slurm.job_id")
+    where = f"{tags.get(R.OWNER_HOST, '?')} pid {tags.get(R.OWNER_PID, '?')}"
+    job = tags.get(R.SLURM_JOB_ID)
     return f"{where}, Slurm job {job}" if job else where
 
 
@@ -194,7 +179,7 @@ def _dead(tags: dict[str, str], reclaim: bool, stale_after_s: float) -> str:
         return "reclaimed by a new sweep"
     if _process_gone(tags):
         return f"its process ({_owner(tags)}) is gone"
-    beat = tags.get(HEARTBEAT_TAG, "")
+    beat = tags.get(R.HEARTBEAT, "")
     if beat.replace(".", "", 1).isdigit() and time.time() - float(beat) > stale_after_s:
         return f"no heartbeat for {time.time() - float(beat):.0f} s ({_owner(tags)})"
     return ""
@@ -202,10 +187,10 @@ def _dead(tags: dict[str, str], reclaim: bool, stale_after_s: float) -> str:
 
 def _process_gone(tags: dict[str, str]) -> bool:
     """True only when the run's process was on this host and no longer exists."""
-    if tags.get("owner.host") != socket.gethostname() or not tags.get("owner.pid", "").isdigit():
+    if tags.get(R.OWNER_HOST) != socket.gethostname() or not tags.get(R.OWNER_PID, "").isdigit():
         return False
     try:
-        os.kill(int(tags["owner.pid"]), 0)
+        os.kill(int(tags[R.OWNER_PID]), 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, another user's
@@ -312,7 +297,7 @@ def summary(plan: Plan, outcomes: list[Outcome]) -> str:
         f"{len(plan.running)} running elsewhere, {len(plan.no_data)} tasks without data"
     ]
     for o in ran:
-        acc = o.metrics.get("test/acc")
+        acc = o.metrics.get(R.ACC)
         lines.append(f"  done     {o.task} {o.method} seed {o.seed}: test acc {acc:.4f}")
     lines += [f"  FAILED   {o.task} {o.method} seed {o.seed}: {o.error}" for o in failed]
     lines += [f"  no data  {task}: {why}" for task, why in plan.no_data.items()]

@@ -25,13 +25,13 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunT
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from bench import record as R  # noqa: E402
 from bench.paths import PROJECT_ROOT, results_dir  # noqa: E402
 
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow's limit on params per log_batch call
 METRIC_BATCH = 1000  # and on metrics
 HEARTBEAT_SECONDS = 60.0
-HEARTBEAT_TAG = "heartbeat"  # unix seconds of the last beat
 NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
 BLOCK_METRIC = re.compile(r"^(?P<curve>.+)/block_(?P<block>\d+)$")
 
@@ -190,7 +190,7 @@ class Heartbeat:
         import time
 
         try:
-            store.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
+            store.set_tag(self.run_id, R.HEARTBEAT, f"{time.time():.3f}")
         except Exception:  # a busy store: the next beat tries again
             pass
 

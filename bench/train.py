@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 from tqdm import tqdm
 
-from bench.config import Recipe
+from bench import record as R
+from bench.config import Recipe, RunConfig
 from bench.errors import UserError
 
 
@@ -137,6 +138,19 @@ def set_epoch_lr(scheduler: CosineLRScheduler | None, recipe: Recipe, epoch: int
     the rate of e."""
     if scheduler is not None:
         scheduler.step(max(epoch - 1, 0) if recipe.lr_step == "after_epoch" else epoch)
+
+
+def retrain_recipe(config: RunConfig) -> Recipe:
+    """The recipe of every retraining after the transfer (`retrain.recipe`, `retrain.epochs`)."""
+    base = config.train
+    epochs = config.retrain.epochs or base.epochs
+    if config.retrain.recipe == "released":
+        return replace(base, epochs=epochs)
+    if config.retrain.recipe == "constant":
+        return replace(
+            base, epochs=epochs, schedule="constant", lr=config.retrain.constant_lr, warmup_epochs=0
+        )
+    raise UserError(f"unknown retrain recipe {config.retrain.recipe!r}; use released or constant")
 
 
 def retrain_start_epoch(recipe: Recipe, epochs_trained: float) -> int:
@@ -267,3 +281,19 @@ def _check_finite(losses: torch.Tensor, epoch: int, lr: float, desc: str) -> Non
             f"(learning rate {lr:.3g}); lower the rate (--set train.lr=..., retrain uses the "
             "same recipe) or check the backbone weights and the data"
         )
+
+
+def headline(result: TrainResult) -> dict[str, float]:
+    """The last epoch's accuracy and, where periodic evaluations ran, the best of them."""
+    metrics = {R.ACC: result.final_acc}
+    if result.best_acc is not None:
+        metrics[R.ACC_BEST] = result.best_acc
+    return metrics
+
+
+def training_metrics(phase: str, result: TrainResult) -> dict[str, float]:
+    """Where a training's time went: in all and in test evaluations, over how many epochs and
+    evaluations."""
+    values = {"seconds": result.seconds, "eval_seconds": result.eval_seconds,
+              "epochs": len(result.history), "evaluations": result.evaluations}  # fmt: skip
+    return {R.phase_metric(phase, name): value for name, value in values.items()}

@@ -94,24 +94,21 @@ def print_table(result: dict) -> None:
 def demo_features() -> tuple[list[np.ndarray], np.ndarray]:
     """Block features of the offline demo's trained PETL model (the cached transfer if any)."""
     from bench.config import load_config
-    from bench.run import (
-        calibration_loader,
-        load_data,
-        preflight,
-        resolve_device,
-        transfer,
-        weights_id,
-    )
+    from bench.data.task_data import calibration_loader, load_data
+    from bench.gpus import resolve_device
+    from bench.models.build import weights_id
+    from bench.run import preflight
+    from bench.transfer import transfer
     from sls.features import block_features
 
     config = load_config("demo")
     checked = preflight(config)
     device = resolve_device(config.device)
-    data = load_data(config, checked.task, progress=False)
+    data = load_data(config.data, checked.task, progress=False)
     trained = transfer(
-        config, data, checked.settings, config.seeds[0], device, weights_id(config), True
+        config, data, checked.settings, config.seeds[0], device, weights_id(config.model), True
     )
-    return block_features(trained.model, calibration_loader(config, data, device))
+    return block_features(trained.model, calibration_loader(data, device))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -128,24 +128,21 @@ def _sync(device: torch.device) -> None:
 
 def run_task(config, device: torch.device) -> tuple[list[Part], dict]:
     """The product's steps for one task, timed; returns the parts and facts for the header."""
+    from bench import record as R
+    from bench.data.task_data import load_data
     from bench.measure import count_macs
+    from bench.models.build import weights_id
     from bench.pruning import MethodSpec
-    from bench.run import (
-        RunContext,
-        load_data,
-        preflight,
-        run_method,
-        training_metrics,
-        transfer,
-        weights_id,
-    )
+    from bench.run import RunContext, preflight, run_method
+    from bench.train import training_metrics
+    from bench.transfer import transfer
 
     checked = preflight(config)
     start = time.perf_counter()
-    data = load_data(config, checked.task, progress=False)
+    data = load_data(config.data, checked.task, progress=False)
     parts = [Part(f"data: decode {len(data.train)} + {len(data.eval)} JPEGs into the cache",
                   time.perf_counter() - start)]  # fmt: skip
-    seed, weights = config.seeds[0], weights_id(config)
+    seed, weights = config.seeds[0], weights_id(config.model)
     start = time.perf_counter()
     tr = transfer(config, data, checked.settings, seed, device, weights, progress=False)
     transfer_wall = time.perf_counter() - start
@@ -162,13 +159,13 @@ def run_task(config, device: torch.device) -> tuple[list[Part], dict]:
             raise SystemExit(f"{spec} {outcome.status}: {outcome.error}")
         parts += method_parts(str(spec), config, outcome.metrics, time.perf_counter() - start,
                               full, len(data.train), len(data.eval))  # fmt: skip
-        facts["k"] = outcome.metrics.get("sls/k", facts["k"])
-        facts["peak GPU memory (GB)"] = outcome.metrics.get("gpu/peak_memory_gb")
+        facts["k"] = outcome.metrics.get(R.SLS_K, facts["k"])
+        facts["peak GPU memory (GB)"] = outcome.metrics.get(R.PEAK_GPU)
     return parts, facts
 
 
 def training_parts(label, phase, metrics, batch, forward_flop, train_images, test_images):
-    """A training's epochs and its test evaluations, as `bench.run.training_metrics` logs them
+    """A training's epochs and its test evaluations, as `bench.train.training_metrics` logs them
     for `phase` (transfer, retrain), with their FLOPs."""
     epochs, evaluations = int(metrics[f"{phase}/epochs"]), int(metrics[f"{phase}/evaluations"])
     seconds, eval_seconds = metrics[f"{phase}/seconds"], metrics[f"{phase}/eval_seconds"]
@@ -251,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["SLSBENCH_RESULTS"] = str(Path(tmp) / "results")  # nothing reused, nothing left
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         from bench.data.synthetic import make_vtab_folder
-        from bench.run import resolve_device
+        from bench.gpus import resolve_device
 
         device = resolve_device(args.device)
         val = args.train // 5

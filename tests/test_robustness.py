@@ -13,10 +13,12 @@ import pytest
 import torch
 
 from bench import sweep
+from bench.cells import claim_cell
 from bench.errors import UserError
 from bench.models.backbone import create_backbone
-from bench.run import claim_cell, run_benchmark
-from bench.tracking import HEARTBEAT_TAG, TrackedRun, client, get_experiment_id
+from bench.record import HEARTBEAT as HEARTBEAT_TAG
+from bench.run import run_benchmark
+from bench.tracking import TrackedRun, client, get_experiment_id
 from tests.conftest import TINY_VIT, tiny_config, tiny_vit
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,12 @@ from safetensors.torch import load_file
 
 import bench.run
 import bench.train
+from bench.data.task_data import data_loaders, load_data
+from bench.models.build import build_petl_model
 from bench.models.petl import PetlSettings
 from bench.paths import cache_dir
 from bench.pruning import PRUNERS, PruneContext, Pruner
-from bench.run import build_petl_model, data_loaders, load_data, run_benchmark, store_step
+from bench.run import run_benchmark, store_step
 from bench.state import read_task_state, rebuild
 from bench.tasks import get_task
 from bench.tracking import client
@@ -120,13 +122,13 @@ def test_a_runs_logged_task_state_rebuilds_the_model_it_measured(monkeypatch):
     config = tiny_config(methods=methods, suite="tests-rebuild", seeds=[2])
     outcomes = run_benchmark(config, progress=False)
     assert [o.status for o in outcomes] == ["FINISHED", "FINISHED"], outcomes
-    data = load_data(config, get_task("digits"), progress=False)
-    _, eval_loader = data_loaders(config, data, config.train, CPU, 2)
+    data = load_data(config.data, get_task("digits"), progress=False)
+    _, eval_loader = data_loaders(data, config.train, CPU, 2)
     x = next(iter(eval_loader))[0][:8]
 
     def fresh(meta):  # the product's own model building, from what the state file records
-        return build_petl_model(config, get_task(meta["task"]), PetlSettings(**meta["petl"]),
-                                meta["seed"], CPU)  # fmt: skip
+        return build_petl_model(config.model, config.data, get_task(meta["task"]).num_classes,
+                                PetlSettings(**meta["petl"]), meta["seed"], CPU)  # fmt: skip
 
     for outcome in outcomes:
         path = _artifact(outcome.run_id, "task_state.safetensors")

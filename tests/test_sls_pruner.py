@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from bench.cells import cell_key, sls_settings
 from bench.data import BatchLoader, ImageSplit
 from bench.models.petl import attach_petl, resolve_settings
 from bench.models.truncate import keep_first
 from bench.pruning import Budget, PruneContext, make_pruner
-from bench.run import cell_key, run_benchmark, sls_settings
+from bench.run import run_benchmark
 from bench.state import rebuild, save_task_state
 from bench.tasks import get_task
 from bench.tracking import client

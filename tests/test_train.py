@@ -13,8 +13,7 @@ from torch import nn
 import bench.train
 from bench.config import Recipe
 from bench.data import BatchLoader, ImageSplit
-from bench.run import retrain_recipe
-from bench.train import make_optimizer, train
+from bench.train import make_optimizer, retrain_recipe, train
 from tests.conftest import tiny_config
 
 CPU = torch.device("cpu")
