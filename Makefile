@@ -19,6 +19,8 @@ CHECKPOINT ?=
 DEVICE ?=
 BUDGET ?=
 EXPORT ?=
+RUN ?=
+OUT ?=
 EPOCHS ?=
 ARGS ?=
 # sweep / curve / tables / server
@@ -43,7 +45,7 @@ BENCH_ARGS = $(call opt,task,$(TASK)) $(COMMON_ARGS)
 SWEEP_ARGS = $(call opt,tasks,$(TASKS)) $(call opt,launcher,$(LAUNCHER)) \
 	$(call opt,workers,$(WORKERS)) $(if $(DRY_RUN),--dry-run) $(COMMON_ARGS)
 
-.PHONY: install bench sweep curve tables server tasks prepare test ui lint format help
+.PHONY: install bench sweep curve tables server tasks prepare export test ui lint format help
 
 help:
 	@echo "make bench   run the benchmark (offline default: digits, demo preset)"
@@ -53,6 +55,7 @@ help:
 	@echo "make server  an mlflow server for several machines (STORE=postgresql://... ARTIFACTS=... HOST=...)"
 	@echo "make tasks   the 19 VTAB-1k tasks and whether their data is found (DATA=...)"
 	@echo "make prepare TASK=<task|all> DATA=<dir> [EXPORT=<dir>]  prepare tfds data"
+	@echo "make export  RUN=<run id> OUT=<dir> [CHECKPOINT=...]  the deployed model of a finished run"
 	@echo "make test    run the test suite"
 	@echo "make ui      the MLflow UI on 127.0.0.1:5000; prints the link to SUITE's runs table"
 	@echo "make lint    ruff"
@@ -92,6 +95,10 @@ prepare: $(STAMP)
 	@test -n "$(TASK)" -a -n "$(DATA)" || { echo "usage: make prepare TASK=<task|group|all> DATA=<tfds data_dir> [EXPORT=<vtab-1k root>]"; exit 2; }
 	$(PY) -m pip install -e ".[tensorflow]"
 	$(PY) -m bench prepare --task $(TASK) --data $(DATA) $(call opt,export,$(EXPORT))
+
+export: $(STAMP)
+	@test -n "$(RUN)" -a -n "$(OUT)" || { echo "usage: make export RUN=<run id> OUT=<dir> [CHECKPOINT=<backbone file>]"; exit 2; }
+	$(PY) -m bench export --run $(RUN) --out $(OUT) $(call opt,checkpoint,$(CHECKPOINT))
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ui.add_argument("--suite", default="demo", help="the suite whose runs table to link first")
     commands.add_parser("presets", help="list the presets")
+
+    export = commands.add_parser("export", help="write the deployed model of a finished run")
+    export.add_argument("--run", required=True, help="the run id (MLflow UI, or make tables)")
+    export.add_argument("--out", required=True, help="folder to write model.pt2 and friends to")
+    export.add_argument("--checkpoint", help="the backbone checkpoint, if not where the run had it")
+    export.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    export.add_argument("--no-verify", action="store_true",
+                        help="do not evaluate the exported model on the run's evaluation split")  # fmt: skip
     return parser
 
 
@@ -280,6 +288,23 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from bench.export import export_run
+
+    out = Path(args.out)
+    summary = export_run(args.run, out, args.checkpoint, torch.device(args.device),
+                         verify=not args.no_verify)  # fmt: skip
+    print(f"wrote {out}/model.pt2 (torch.export), model.safetensors, config.json, export.json")
+    if "exported_test_acc" in summary:
+        print(f"exported model: test acc {summary['exported_test_acc']:.4f} "
+              f"(the run logged {summary['run_test_acc']:.4f})")  # fmt: skip
+    return 0
+
+
 COMMANDS = {
     "bench": cmd_bench,
     "sweep": cmd_sweep,
@@ -289,6 +314,7 @@ COMMANDS = {
     "prepare": cmd_prepare,
     "ui": cmd_ui,
     "presets": cmd_presets,
+    "export": cmd_export,
 }
 
 

@@ -190,6 +190,11 @@ def load_config(preset: str = "demo", overrides: dict[str, Any] | None = None) -
     return config
 
 
+def apply_values(config: RunConfig, values: dict[str, Any]) -> None:
+    """Set every value of a nested dict (a preset, or a run's logged `config.json`)."""
+    _apply(config, values, "")
+
+
 def _apply(target: Any, values: dict[str, Any], prefix: str) -> None:
     for key, value in values.items():
         current = getattr(target, key, _MISSING) if dataclasses.is_dataclass(target) else _MISSING

@@ -13,6 +13,7 @@ import copy
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -186,12 +187,8 @@ def run_name(data: TaskData, settings: PetlSettings, spec: MethodSpec, seed: int
 
 def budget_step(ctx: RunContext, budget: Budget) -> tuple[Budget, str]:
     """`match-sls` / `sls-mean` -> `keep:<k>` (see `bench.budget_resolution`)."""
-
-    def compute_k() -> int:
-        tr = ctx.transfer
-        return sls_k_now(ctx.config, tr.model, ctx.calibration(), ctx.data.task, ctx.seed,
-                         ctx.device)  # fmt: skip
-
+    compute_k = partial(sls_k_now, ctx.config, ctx.transfer.model, ctx.calibration(),
+                        ctx.data.task, ctx.seed, ctx.device)  # fmt: skip
     return resolve_budget(budget, ctx.pruner.name, ctx.config, ctx.settings.method,
                           ctx.transfer.key, ctx.known_k, compute_k)  # fmt: skip
 
