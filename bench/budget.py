@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from bench import record as R
 from bench.errors import UserError
 from bench.models.petl import is_task_parameter
 from bench.pruning import Budget
@@ -77,7 +78,7 @@ def requested_budget(budget: Budget, num_blocks: int, axis: str = "backbone") ->
     parameters for a pruner whose `budget_axis` is "petl" (when it has one)."""
     if budget.kind not in ("keep", "params"):
         return {}
-    name = "budget/petl_target_fraction" if axis == "petl" else "budget/params_target_fraction"
+    name = R.PETL_TARGET_FRACTION if axis == "petl" else R.PARAMS_TARGET_FRACTION
     return {name: param_fraction(budget, num_blocks)}
 
 
@@ -88,9 +89,7 @@ def achieved_budget(
     pruners budget on) and whole-model MACs removed."""
     before, petl_before = backbone_block_params(unpruned), petl_params(unpruned)
     return {
-        "budget/params_removed_fraction": 1.0 - backbone_block_params(pruned) / before,
-        "budget/petl_removed_fraction": 1.0 - petl_params(pruned) / petl_before
-        if petl_before
-        else 0.0,
-        "budget/macs_removed_fraction": 1.0 - macs / macs_unpruned,
+        R.PARAMS_REMOVED_FRACTION: 1.0 - backbone_block_params(pruned) / before,
+        R.PETL_REMOVED_FRACTION: 1.0 - petl_params(pruned) / petl_before if petl_before else 0.0,
+        R.MACS_REMOVED_FRACTION: 1.0 - macs / macs_unpruned,
     }

@@ -187,6 +187,7 @@ def _typed(options: dict[str, str]) -> dict:
 
 
 def summary(outcomes) -> str:
+    from bench import record as R
     from bench.tracking import tracking_uri
 
     lines = [
@@ -194,9 +195,9 @@ def summary(outcomes) -> str:
     ]
     for o in outcomes:
         m = o.metrics
-        acc = f"{m['test/acc']:.4f}" if "test/acc" in m else "-"
-        speed = f"{m['speedup/bs1']:.2f}x" if "speedup/bs1" in m else "-"
-        blocks = f"{int(m['blocks/kept'])}" if "blocks/kept" in m else "-"
+        acc = f"{m[R.ACC]:.4f}" if R.ACC in m else "-"
+        speed = f"{m[R.speedup(1)]:.2f}x" if R.speedup(1) in m else "-"
+        blocks = f"{int(m[R.BLOCKS_KEPT])}" if R.BLOCKS_KEPT in m else "-"
         lines.append(f"{o.method:<16} {o.seed:>4} {o.status:<9} {acc:>8} {speed:>11} {blocks:>6}")
         if o.error:
             lines.append(f"  error: {o.error}")
