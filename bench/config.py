@@ -84,6 +84,15 @@ class Recipe:
 
 
 @dataclass
+class TransferConfig:
+    # Which transferred model every method of a run set starts from: `last` (the last epoch's) or
+    # `best_of_evals` (the periodic evaluation with the highest test accuracy, the first on a
+    # tie: the SLS authors' `train.py` saves that checkpoint and `prune.py` prunes it; it selects
+    # on the test set, as the published rows do).
+    checkpoint: str = "last"
+
+
+@dataclass
 class RetrainConfig:
     recipe: str = "released"  # released: rerun the transfer recipe | constant: constant_lr
     constant_lr: float = 1e-5  # the SLS authors' earlier default
@@ -138,6 +147,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     petl: PetlConfig = field(default_factory=PetlConfig)
     train: Recipe = field(default_factory=Recipe)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     pruners: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-pruner options

@@ -43,7 +43,8 @@ PETL_SETTING_PREFIX = "petl."
 # --- metrics --------------------------------------------------------------------------------------
 ACC = "test/acc"  # the headline: the last epoch's accuracy on the evaluation split
 ACC_BEST = "test/acc_best_of_evals"  # the best of the periodic evaluations (most papers' number)
-TRANSFER_ACC = "transfer/test_acc"
+TRANSFER_ACC = "transfer/test_acc"  # of the transferred model every method starts from
+TRANSFER_SELECTED_EPOCH = "transfer/selected_epoch"  # transfer.checkpoint=best_of_evals: which
 TRANSFER_PEAK_GPU = "transfer/peak_gpu_memory_gb"
 EPOCHS_AFTER_TRANSFER = "train/epochs_after_transfer"
 PRUNE_SECONDS = "prune/seconds"

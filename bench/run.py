@@ -49,7 +49,7 @@ from bench.train import (
     train,
     training_metrics,
 )
-from bench.transfer import Transfer, transfer
+from bench.transfer import Transfer, check_transfer, transfer
 
 TASK_STATE_FILE = "task_state.safetensors"
 
@@ -85,6 +85,7 @@ def preflight(config: RunConfig) -> Preflight:
     settings = resolve_settings(p.method, task.name, p.dim, p.scale, p.xavier_init, p.dropout)
     Budget.parse(config.budget)
     check_recipe(config.train)
+    check_transfer(config)
     methods, left_out = plan_methods(config)
     # a clear error for an unknown backbone or an unfitting checkpoint
     backbone = build_backbone(config.model, task.num_classes, config.data.image_size, 0.0)
@@ -223,7 +224,9 @@ def prune_step(ctx: RunContext, budget: Budget) -> tuple[PruneResult, dict[str, 
 def transfer_metrics(ctx: RunContext) -> dict[str, float]:
     ctx.run.log_history("transfer", ctx.transfer.result.history)
     result = ctx.transfer.result
-    metrics = {R.TRANSFER_ACC: result.final_acc, **training_metrics("transfer", result)}
+    metrics = {R.TRANSFER_ACC: result.selected_acc, **training_metrics("transfer", result)}
+    if result.selected_epoch is not None:
+        metrics[R.TRANSFER_SELECTED_EPOCH] = result.selected_epoch
     if result.peak_gpu_memory_gb is not None:
         metrics[R.TRANSFER_PEAK_GPU] = result.peak_gpu_memory_gb
     return metrics

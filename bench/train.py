@@ -45,6 +45,14 @@ class TrainResult:
     eval_seconds: float = 0.0  # of `seconds`, the test evaluations
     peak_gpu_memory_gb: float | None = None  # GPU only: the most allocated at once since the
     #                                          caller's `reset_peak_gpu_memory`
+    best_epoch: int | None = None  # the (first) epoch whose evaluation gave `best_acc`
+    selected_epoch: int | None = None  # the epoch whose weights the model holds; None: the last
+
+    @property
+    def selected_acc(self) -> float:
+        """The accuracy of the model as training left it: the best evaluation's where the best
+        weights were kept (`keep_best`), else the last epoch's."""
+        return self.best_acc if self.selected_epoch is not None else self.final_acc
 
     @property
     def evaluations(self) -> int:
@@ -174,10 +182,13 @@ def train(
     desc: str = "train",
     progress: bool = True,
     start_epoch: int = 0,
+    keep_best: bool = False,
 ) -> TrainResult:
     """Train the parameters that require grad; evaluate on `eval_loader` periodically.
     `start_epoch` > 0 runs only the recipe's epochs from there on, on its schedule (a pruner
-    trained the first ones, see `retrain_start_epoch`); epochs are numbered as in the recipe."""
+    trained the first ones, see `retrain_start_epoch`); epochs are numbered as in the recipe.
+    `keep_best`: the model ends holding the weights of its best evaluation (the first of equals,
+    as the SLS authors' `acc > best_acc`), and `selected_epoch` says which."""
     check_recipe(recipe)
     torch.manual_seed(seed)
     optimizer, scheduler = make_optimizer(model, recipe)
@@ -185,6 +196,7 @@ def train(
     forward = torch.compile(model) if recipe.compile else model
     clock = _Clock(device)
     history, evaluations = [], []
+    best = _Best(model if keep_best else None)
 
     def test(epoch_desc: str) -> float:
         with clock.part("eval"):
@@ -202,15 +214,44 @@ def train(
             if _evaluates(recipe, epoch + 1):
                 record["test_acc"] = test(f"{desc} eval")
                 evaluations.append(record["test_acc"])
+                best.offer(record["test_acc"], epoch + 1)
             history.append(record)
             epochs.set_postfix(
                 loss=f"{record['loss']:.3f}", acc=f"{evaluations[-1]:.3f}" if evaluations else "-"
             )
         if not evaluations:  # zero epochs: still report the model as it is
             evaluations.append(test(f"{desc} eval"))
-    best = max(evaluations) if recipe.eval_every else None
-    return TrainResult(evaluations[-1], best, clock.total(), history, clock.seconds["eval"],
-                       peak_gpu_memory_gb(device))  # fmt: skip
+    best_acc = max(evaluations) if recipe.eval_every else None
+    selected = best.restore() if keep_best else None
+    return TrainResult(evaluations[-1], best_acc, clock.total(), history, clock.seconds["eval"],
+                       peak_gpu_memory_gb(device), best.epoch, selected)  # fmt: skip
+
+
+class _Best:
+    """The best evaluation so far (strictly better replaces it) and, when given the model, a copy
+    of its trainable parameters and buffers at that evaluation."""
+
+    def __init__(self, model: nn.Module | None) -> None:
+        self.model, self.acc, self.epoch, self.state = model, -1.0, None, None
+
+    def offer(self, acc: float, epoch: int) -> None:
+        if acc <= self.acc:
+            return
+        self.acc, self.epoch = acc, epoch
+        if self.model is not None:
+            self.state = {n: t.detach().clone() for n, t in _trained_tensors(self.model)}
+
+    def restore(self) -> int | None:
+        if self.state is not None:
+            with torch.no_grad():
+                for name, tensor in _trained_tensors(self.model):
+                    tensor.copy_(self.state[name])
+        return self.epoch
+
+
+def _trained_tensors(model: nn.Module):
+    yield from ((n, p) for n, p in model.named_parameters() if p.requires_grad)
+    yield from model.named_buffers()
 
 
 def _evaluates(recipe: Recipe, epoch: int) -> bool:
@@ -284,8 +325,9 @@ def _check_finite(losses: torch.Tensor, epoch: int, lr: float, desc: str) -> Non
 
 
 def headline(result: TrainResult) -> dict[str, float]:
-    """The last epoch's accuracy and, where periodic evaluations ran, the best of them."""
-    metrics = {R.ACC: result.final_acc}
+    """The accuracy of the model as trained (the last epoch's, or the kept best evaluation's) and,
+    where periodic evaluations ran, the best of them."""
+    metrics = {R.ACC: result.selected_acc}
     if result.best_acc is not None:
         metrics[R.ACC_BEST] = result.best_acc
     return metrics

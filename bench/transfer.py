@@ -18,6 +18,7 @@ from torch import nn
 
 from bench.config import RunConfig
 from bench.data.task_data import TaskData, data_loaders
+from bench.errors import UserError
 from bench.keys import stable_hash
 from bench.models.build import build_petl_model
 from bench.models.petl import PetlSettings
@@ -26,6 +27,7 @@ from bench.state import load_task_tensors, save_task_state
 from bench.train import TrainResult, reset_peak_gpu_memory, train
 
 TRANSFER_FORMAT = 1
+CHECKPOINTS = ("last", "best_of_evals")
 STATE_FILE = "state.safetensors"
 RESULT_FILE = "result.json"
 
@@ -49,6 +51,7 @@ def transfer_key(
         "petl": settings.to_dict(),
         "recipe": config.train.identity(),
         "seed": seed,
+        "checkpoint": config.transfer.checkpoint,
     }
     return stable_hash(payload)
 
@@ -66,11 +69,25 @@ def transfer(config: RunConfig, data: TaskData, settings: PetlSettings, seed: in
         return Transfer(model, result, key, cached=True)
     train_loader, eval_loader = data_loaders(data, config.train, device, seed)
     reset_peak_gpu_memory(device)
-    result = train(
-        model, train_loader, eval_loader, config.train, device, seed, "transfer", progress
-    )
+    keep_best = config.transfer.checkpoint == "best_of_evals"
+    result = train(model, train_loader, eval_loader, config.train, device, seed, "transfer",
+                   progress, keep_best=keep_best)  # fmt: skip
     store_transfer(model, result, key, folder)
     return Transfer(model, result, key, cached=False)
+
+
+def check_transfer(config: RunConfig) -> None:
+    """The transfer's settings, before anything is decoded or trained."""
+    checkpoint = config.transfer.checkpoint
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(
+            f"transfer.checkpoint {checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}"
+        )
+    if checkpoint == "best_of_evals" and config.train.eval_every == 0:
+        raise UserError(
+            "transfer.checkpoint=best_of_evals selects among periodic evaluations, but "
+            "train.eval_every=0 evaluates the last epoch only: set train.eval_every (e.g. 10)"
+        )
 
 
 def store_transfer(model: nn.Module, result: TrainResult, key: str, folder: Path) -> None:
