@@ -9,7 +9,7 @@ from bench.errors import UserError
 from bench.pruning import MethodSpec
 from bench.run import plan_methods, run_benchmark
 from bench.tracking import client
-from tests.conftest import tiny_config
+from tests.conftest import calibration_loader, tiny_config
 
 EPOCHS = 2  # tiny_config's recipe
 
@@ -142,7 +142,6 @@ def test_retraining_after_a_pruners_own_epochs_runs_the_rest_of_the_recipe():
 
     from bench.config import Recipe
     from bench.train import retrain_start_epoch, train
-    from tests.test_pruner_contract import _loader
 
     recipe = Recipe(epochs=6, warmup_epochs=2, lr=1e-2, warmup_lr=1e-4, min_lr=1e-5,
                     eval_every=100)  # fmt: skip
@@ -150,7 +149,7 @@ def test_retraining_after_a_pruners_own_epochs_runs_the_rest_of_the_recipe():
     def run(start):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10))
-        loader = _loader(48)
+        loader = calibration_loader(48)
         return train(model, loader, loader, recipe, torch.device("cpu"), 0, progress=False,
                      start_epoch=start).history  # fmt: skip
 

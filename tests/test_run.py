@@ -1,10 +1,8 @@
 import copy
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -12,7 +10,6 @@ import bench.run
 import bench.train
 from bench.models.petl import PetlSettings
 from bench.paths import cache_dir
-from bench.pruning import PRUNERS, PruneContext, Pruner
 from bench.run import build_petl_model, data_loaders, load_data, run_benchmark, store_step
 from bench.state import read_task_state, rebuild
 from bench.tasks import get_task
@@ -136,21 +133,6 @@ def test_a_runs_logged_task_state_rebuilds_the_model_it_measured(monkeypatch):
             assert torch.equal(rebuilt(x), measured[outcome.method](x))
         accuracy = evaluate(rebuilt, eval_loader, CPU, progress=False)
         assert accuracy == outcome.metrics["test/acc"]
-
-
-@dataclass
-class Exploding(Pruner):
-    name = "test_exploding"
-
-    def prune(self, ctx: PruneContext):
-        raise RuntimeError("this pruner always fails")
-
-
-@pytest.fixture
-def exploding_pruner():
-    PRUNERS.register("test_exploding", Exploding)
-    yield
-    PRUNERS._entries.pop("test_exploding")
 
 
 def test_failed_method_is_recorded_failed_and_others_still_run(exploding_pruner):

@@ -12,7 +12,6 @@ from bench import gpus, sweep
 from bench.data.synthetic import make_vtab_folder
 from bench.tracking import Terminated, TrackedRun, client, raise_on_sigterm
 from tests.conftest import TINY_VIT, tiny_config
-from tests.test_run import exploding_pruner  # noqa: F401  (fixture)
 
 GPU_TAG = "worker.cuda_visible_devices"
 
@@ -50,7 +49,7 @@ def test_a_second_sweep_skips_finished_cells_and_reports_tasks_without_data():
     assert len(sweep.plan_sweep(changed).todo) == 1  # another resolved config is another cell
 
 
-def test_a_failing_cell_does_not_stop_the_others_and_is_retried(exploding_pruner):  # noqa: F811
+def test_a_failing_cell_does_not_stop_the_others_and_is_retried(exploding_pruner):
     config = _config("tests-sweep-fail", methods=("test_exploding", "none"))
     plan = sweep.plan_sweep(config)
     outcomes = sweep.execute(config, plan, progress=False)
