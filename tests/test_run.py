@@ -3,6 +3,7 @@ import itertools
 from pathlib import Path
 
 import mlflow
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -26,6 +27,7 @@ HEADLINE_METRICS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_offline_run_is_finished_and_logs_what_measure_md_asks(tmp_path):
     outcomes = run_benchmark(tiny_config(methods=["none"], suite="tests-run"), progress=False)
     assert [o.status for o in outcomes] == ["FINISHED"]
@@ -51,6 +53,7 @@ def _artifact(run_id: str, name: str) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_a_cache_hit_restores_the_stored_weights_and_pruners_prune_them():
     config = tiny_config(methods=["none", "drop_last@keep:2"], suite="tests-cache", seeds=[7])
     first = {o.method: o for o in run_benchmark(config, progress=False)}
@@ -69,6 +72,7 @@ def test_a_cache_hit_restores_the_stored_weights_and_pruners_prune_them():
         assert first[method].metrics["test/acc"] == second[method].metrics["test/acc"]
 
 
+@pytest.mark.slow
 def test_the_logged_headline_is_the_last_epoch_and_the_best_is_kept_apart(monkeypatch):
     calls = itertools.count()  # every training evaluates twice (2 epochs): 0.9, then 0.4
     monkeypatch.setattr(bench.train, "evaluate", lambda *a, **k: (0.9, 0.4)[next(calls) % 2])
@@ -86,6 +90,7 @@ def test_the_logged_headline_is_the_last_epoch_and_the_best_is_kept_apart(monkey
     ]
 
 
+@pytest.mark.slow
 def test_eval_every_zero_logs_no_best_of_evals_and_where_the_time_went():
     config = tiny_config(methods=["none", "retrained"], suite="tests-last-epoch", seeds=[4243],
                          **{"train.eval_every": 0})  # fmt: skip
@@ -105,6 +110,7 @@ def test_eval_every_zero_logs_no_best_of_evals_and_where_the_time_went():
     assert [m.step for m in history] == [2]  # the last of 2 epochs only
 
 
+@pytest.mark.slow
 def test_a_runs_logged_task_state_rebuilds_the_model_it_measured(monkeypatch):
     measured = {}
 
@@ -135,6 +141,7 @@ def test_a_runs_logged_task_state_rebuilds_the_model_it_measured(monkeypatch):
         assert accuracy == outcome.metrics["test/acc"]
 
 
+@pytest.mark.slow
 def test_failed_method_is_recorded_failed_and_others_still_run(exploding_pruner):
     config = tiny_config(methods=["test_exploding", "none"], suite="tests-fail")
     outcomes = run_benchmark(config, progress=False)
@@ -165,6 +172,7 @@ def test_transfer_failure_records_failed_runs(monkeypatch):
     assert run.info.status == "FAILED" and "loss is NaN" in run.data.tags["error"]
 
 
+@pytest.mark.slow
 def test_folder_task_run_logs_task_source_and_preprocessing(tmp_path):
     from bench.data.synthetic import make_vtab_folder
 
