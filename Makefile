@@ -45,7 +45,7 @@ BENCH_ARGS = $(call opt,task,$(TASK)) $(COMMON_ARGS)
 SWEEP_ARGS = $(call opt,tasks,$(TASKS)) $(call opt,launcher,$(LAUNCHER)) \
 	$(call opt,workers,$(WORKERS)) $(if $(DRY_RUN),--dry-run) $(COMMON_ARGS)
 
-.PHONY: install bench sweep curve tables server tasks prepare export test ui lint format help
+.PHONY: install bench sweep curve tables server tasks prepare export test test-fast ui lint format help
 
 help:
 	@echo "make bench   run the benchmark (offline default: digits, demo preset)"
@@ -57,6 +57,7 @@ help:
 	@echo "make prepare TASK=<task|all> DATA=<dir> [EXPORT=<dir>]  prepare tfds data"
 	@echo "make export  RUN=<run id> OUT=<dir> [CHECKPOINT=...]  the deployed model of a finished run"
 	@echo "make test    run the test suite"
+	@echo "make test-fast  the tests but the slow ones (end-to-end runs, servers, workers, compiling): ~1 min"
 	@echo "make ui      the MLflow UI on 127.0.0.1:5000; prints the link to SUITE's runs table"
 	@echo "make lint    ruff"
 
@@ -102,6 +103,9 @@ export: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 ui: $(STAMP)
 	$(PY) -m bench ui --suite $(SUITE)

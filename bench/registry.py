@@ -39,6 +39,13 @@ class Registry(Generic[T]):
 
         return add(obj) if obj is not None else add
 
+    def unregister(self, name: str) -> None:
+        """Remove `name` (or the entry an alias names) and its aliases, e.g. after a test."""
+        key = self.canonical(name)
+        del self._entries[key]
+        for alias in [a for a, target in self._aliases.items() if target == key]:
+            del self._aliases[alias]
+
     def canonical(self, name: str) -> str:
         """The registered name for `name` or one of its aliases; a did-you-mean error otherwise."""
         key = name.strip().lower()

@@ -1,9 +1,13 @@
-"""Shared fixtures: one MLflow store and results folder per test session, tiny models."""
+"""Shared test helpers: one MLflow store and results folder per test session; builders of a tiny
+ViT, a PETL model on it, a calibration loader and a tiny config (plain functions, since tests ask
+for variants); a pruner registered for one test."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,6 +47,28 @@ def tiny_vit(num_classes: int = 10, depth: int = 4, seed: int = 0):
     return create_backbone("vit_tiny_patch16_224", num_classes, 16, 0.0, kwargs=kwargs)
 
 
+def petl_model(petl: str = "convpass", seed: int = 0) -> torch.nn.Module:
+    """A tiny PETL model with non-zero PETL weights (as after training), in eval mode."""
+    from bench.models.petl import attach_petl, resolve_settings
+
+    model = attach_petl(tiny_vit(seed=seed), resolve_settings(petl, "digits"))
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=generator) * 0.05)
+    return model.eval()
+
+
+def calibration_loader(n: int = 96):
+    """`n` random 16x16 images of the 10 digits classes, in batches of 48 (not shuffled)."""
+    from bench.data import BatchLoader, ImageSplit
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, 3, 16, 16), dtype=np.uint8)
+    return BatchLoader(ImageSplit(images, np.arange(n) % 10), 48)
+
+
 def tiny_config(**overrides):
     """The demo preset shrunk to seconds: 4-block width-32 ViT, 2 epochs, few timing iterations."""
     from bench.config import load_config
@@ -60,3 +86,35 @@ def tiny_config(**overrides):
         **overrides,
     }
     return load_config("demo", values)
+
+
+@pytest.fixture
+def register_pruner():
+    """`register_pruner(name, cls)` adds a pruner to the registry for this test only."""
+    from bench.pruning import PRUNERS
+
+    names = []
+
+    def register(name: str, cls):
+        PRUNERS.register(name, cls)
+        names.append(name)
+        return cls
+
+    yield register
+    for name in names:
+        PRUNERS.unregister(name)
+
+
+@pytest.fixture
+def exploding_pruner(register_pruner):
+    """The pruner "test_exploding", whose prune always raises."""
+    from bench.pruning import Pruner
+
+    @dataclass
+    class Exploding(Pruner):
+        name = "test_exploding"
+
+        def prune(self, ctx):
+            raise RuntimeError("this pruner always fails")
+
+    register_pruner("test_exploding", Exploding)

@@ -26,19 +26,20 @@ from bench.config import Recipe
 from bench.errors import UserError
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.tasks import get_task
-from tests.test_pruner_contract import _loader, _petl_model
+from tests.conftest import calibration_loader, petl_model
 
 FAST = {"epochs": 2, "batch_size": 32, "update_every": 2}
 
 
 def _context(tmp_path, budget="keep:2", petl="convpass", recipe=None):
-    return PruneContext(_petl_model(petl), _loader(), get_task("digits"), Budget.parse(budget),
-                        0, torch.device("cpu"), tmp_path, recipe or Recipe())  # fmt: skip
+    return PruneContext(petl_model(petl), calibration_loader(), get_task("digits"),
+                        Budget.parse(budget), 0, torch.device("cpu"), tmp_path,
+                        recipe or Recipe())  # fmt: skip
 
 
 @pytest.mark.parametrize(("budget", "target"), [("keep:2", 0.5), ("params:0.3", 0.3)])
 def test_keep_ratios_meet_the_budget(tmp_path, budget, target):
-    unpruned = backbone_block_params(_petl_model("convpass"))
+    unpruned = backbone_block_params(petl_model("convpass"))
     result = make_pruner("block_benefit", FAST).prune(_context(tmp_path, budget))
     removed = 1 - backbone_block_params(result.model) / unpruned
     assert removed == pytest.approx(target, abs=0.02)
@@ -91,7 +92,7 @@ def _kept(model, generator):
 
 
 def test_sliced_model_equals_the_masked_one():
-    model = _petl_model("convpass")
+    model = petl_model("convpass")
     install_gates(model)
     kept = _kept(model, torch.Generator().manual_seed(0))
     masked, sliced = copy.deepcopy(model), copy.deepcopy(model)
@@ -107,7 +108,7 @@ def test_sliced_model_equals_the_masked_one():
 
 
 def test_gated_model_without_masks_equals_the_timm_one():
-    model = _petl_model("convpass")
+    model = petl_model("convpass")
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         before = model(x)
@@ -136,7 +137,7 @@ def test_soft_mask_is_0_9_at_tau_times_size_inside_the_threshold():
 
 
 def test_branch_costs_add_up_to_the_block_parameters():
-    model = _petl_model("convpass")
+    model = petl_model("convpass")
     install_gates(model)
     total = sum(br.params() for br in branches(model))
     assert total == backbone_block_params(model)

@@ -42,6 +42,7 @@ def _run(outcome):
     return client().get_run(outcome.run_id)
 
 
+@pytest.mark.slow
 def test_match_sls_takes_k_from_the_run_set_then_the_store():
     config = _sls_config(methods=["sls", "random_blocks"], seeds=[11])
     sls, random_blocks = (_run(o) for o in run_benchmark(config, progress=False))
@@ -58,6 +59,7 @@ def test_match_sls_takes_k_from_the_run_set_then_the_store():
     assert again.data.params["budget.resolved"] == f"keep:{k}"
 
 
+@pytest.mark.slow
 def test_match_sls_computes_k_when_no_sls_run_exists_and_agrees_with_sls():
     config = _sls_config(methods=["random_blocks"], seeds=[12])
     computed = _run(run_benchmark(config, progress=False)[0])
@@ -66,6 +68,7 @@ def test_match_sls_computes_k_when_no_sls_run_exists_and_agrees_with_sls():
     assert computed.data.params["budget.resolved"] == f"keep:{int(sls.data.metrics['sls/k'])}"
 
 
+@pytest.mark.slow
 def test_store_lookup_ignores_sls_runs_with_other_settings():
     run_benchmark(_sls_config(methods=["sls"], seeds=[13]), progress=False)
     config = _sls_config(methods=["random_blocks"], seeds=[13])
@@ -74,6 +77,7 @@ def test_store_lookup_ignores_sls_runs_with_other_settings():
     assert other.data.params["budget.source"] == "computed"
 
 
+@pytest.mark.slow
 def test_explicit_budget_is_used_as_given():
     config = _sls_config(methods=["drop_last", "magnitude"], seeds=[14], budget="keep:3")
     drop_last, magnitude = (_run(o) for o in run_benchmark(config, progress=False))

@@ -45,6 +45,7 @@ def test_checkpoint_that_does_not_fit_is_reported(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_entry_point_prints_no_traceback():
     result = subprocess.run(
         [sys.executable, "-m", "bench", "bench", "--task", "nosuchtask"],

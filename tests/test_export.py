@@ -14,6 +14,7 @@ from bench.run import run_benchmark
 from tests.conftest import tiny_config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("petl", ["convpass", "lora"])  # lora merges into the backbone
 def test_an_exported_run_gives_the_runs_test_accuracy(tmp_path, petl):
     config = tiny_config(methods=["sls"], suite=f"tests-export-{petl}", **{"petl.method": petl})
@@ -28,6 +29,7 @@ def test_an_exported_run_gives_the_runs_test_accuracy(tmp_path, petl):
     assert written["run_test_acc"] == outcome.metrics["test/acc"]
 
 
+@pytest.mark.slow
 def test_export_refuses_other_backbone_weights_and_unknown_runs(tmp_path):
     (outcome,) = run_benchmark(tiny_config(methods=["none"], suite="tests-export-bad"),
                                progress=False)  # fmt: skip

@@ -9,7 +9,7 @@ from bench.errors import UserError
 from bench.pruning import MethodSpec
 from bench.run import plan_methods, run_benchmark
 from bench.tracking import client
-from tests.conftest import tiny_config
+from tests.conftest import calibration_loader, tiny_config
 
 EPOCHS = 2  # tiny_config's recipe
 
@@ -34,6 +34,7 @@ def _by_method(outcomes):
     return {o.method: o for o in outcomes}
 
 
+@pytest.mark.slow
 def test_retrained_is_the_unpruned_model_with_the_pruners_training():
     config = _config("tests-fair", ["none", "retrained", "sls", "depgraph_sls"])
     config.pruners["depgraph_sls"] = {"batches": 2, "batch_size": 16}
@@ -54,6 +55,7 @@ def test_retrained_is_the_unpruned_model_with_the_pruners_training():
     assert len(history) == EPOCHS
 
 
+@pytest.mark.slow
 def test_a_pruners_own_training_counts_inside_the_same_budget():
     """block_benefit trains its gates for the budget's first epoch; the harness retrains it for
     the rest, so it trains as many epochs after the transfer as the `retrained` control."""
@@ -67,6 +69,7 @@ def test_a_pruners_own_training_counts_inside_the_same_budget():
     assert sorted(m.step for m in history) == [2]  # epoch 1 was the gate phase
 
 
+@pytest.mark.slow
 def test_drop_last_at_sls_k_is_not_trained_a_second_time(capsys):
     outcomes = run_benchmark(_config("tests-fair-twin", ["sls", "drop_last"], seeds=[3]), False)
     assert [o.method for o in outcomes] == ["sls"]
@@ -75,6 +78,7 @@ def test_drop_last_at_sls_k_is_not_trained_a_second_time(capsys):
     assert [str(m) for m in methods] == ["drop_last"] and not left_out
 
 
+@pytest.mark.slow
 def test_a_curve_point_at_sls_k_is_the_sls_model_and_the_curve_resumes():
     config = _config("tests-curve", [], seeds=[5])
     config.sweep.tasks = "digits"
@@ -93,6 +97,7 @@ def test_a_curve_point_at_sls_k_is_the_sls_model_and_the_curve_resumes():
     assert len({acc[f"drop_last@keep:{d}"] for d in range(1, 5)}) > 1  # depth matters
 
 
+@pytest.mark.slow
 def test_tune_mode_trains_on_train800_and_evaluates_on_val200():
     config = depth_curve.curve_config(_config("tests-tune", []), [2], tune=True)
     assert config.methods == ["drop_last@keep:2"]
@@ -102,6 +107,7 @@ def test_tune_mode_trains_on_train800_and_evaluates_on_val200():
     assert (params["data.train_split"], params["data.eval_split"]) == ("train800", "val200")
 
 
+@pytest.mark.slow
 def test_fixed_depth_keeps_the_rounded_mean_of_the_suites_sls_k():
     suite = "tests-fixed"
     sls = run_benchmark(_config(suite, ["sls"], seeds=[1, 2]), False)
@@ -115,6 +121,7 @@ def test_fixed_depth_keeps_the_rounded_mean_of_the_suites_sls_k():
     assert fixed.metrics["blocks/kept"] == expected
 
 
+@pytest.mark.slow
 def test_fixed_depth_without_sls_runs_says_what_to_do():
     (fixed,) = run_benchmark(_config("tests-fixed-empty", ["fixed_depth"]), False)
     assert fixed.status == "FAILED" and "run sls first" in fixed.error
@@ -142,7 +149,6 @@ def test_retraining_after_a_pruners_own_epochs_runs_the_rest_of_the_recipe():
 
     from bench.config import Recipe
     from bench.train import retrain_start_epoch, train
-    from tests.test_pruner_contract import _loader
 
     recipe = Recipe(epochs=6, warmup_epochs=2, lr=1e-2, warmup_lr=1e-4, min_lr=1e-5,
                     eval_every=100)  # fmt: skip
@@ -150,7 +156,7 @@ def test_retraining_after_a_pruners_own_epochs_runs_the_rest_of_the_recipe():
     def run(start):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10))
-        loader = _loader(48)
+        loader = calibration_loader(48)
         return train(model, loader, loader, recipe, torch.device("cpu"), 0, progress=False,
                      start_epoch=start).history  # fmt: skip
 

@@ -10,6 +10,8 @@ import pytest
 
 from bench.tracking import TrackedRun, client
 
+pytestmark = pytest.mark.slow  # a real mlflow server
+
 
 def _free_port() -> int:
     with socket.socket() as s:

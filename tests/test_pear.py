@@ -10,15 +10,14 @@ from bench.models.petl import attach_petl, is_task_parameter, resolve_settings
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.state import rebuild, save_task_state
 from bench.tasks import get_task
-from tests.conftest import tiny_vit
-from tests.test_pruner_contract import _loader, _petl_model
+from tests.conftest import calibration_loader, petl_model, tiny_vit
 
 OPTIONS = {"batches": 2, "batch_size": 16}
 
 
 def _context(tmp_path, petl="convpass", budget="keep:2"):
-    return PruneContext(_petl_model(petl), _loader(), get_task("digits"), Budget.parse(budget), 0,
-                        torch.device("cpu"), tmp_path)  # fmt: skip
+    return PruneContext(petl_model(petl), calibration_loader(), get_task("digits"),
+                        Budget.parse(budget), 0, torch.device("cpu"), tmp_path)  # fmt: skip
 
 
 @pytest.mark.parametrize(("petl", "budget", "pruned"), [("convpass", "keep:2", 4),
@@ -44,10 +43,10 @@ def test_stored_state_holds_kept_adapters_and_rebuilds_the_model(tmp_path):
     model = result.model.eval()
     for name, param in model.named_parameters():  # shared adapters still train
         assert param.requires_grad == is_task_parameter(model, name), name
-    assert petl_params(model) == petl_params(_petl_model("convpass")) // 2
+    assert petl_params(model) == petl_params(petl_model("convpass")) // 2
     size = save_task_state(model, tmp_path / "s.safetensors",
                            {"pruner": "pear", "pruner_state": result.state})  # fmt: skip
-    assert size < save_task_state(_petl_model("convpass"), tmp_path / "u.safetensors", {})
+    assert size < save_task_state(petl_model("convpass"), tmp_path / "u.safetensors", {})
 
     def fresh(meta):
         return attach_petl(tiny_vit(seed=0), resolve_settings("convpass", "digits"))
@@ -63,7 +62,7 @@ def test_stored_state_holds_kept_adapters_and_rebuilds_the_model(tmp_path):
 def test_by_default_the_shared_adapters_keep_their_own_weights(tmp_path):
     """No averaged weights are stored: every kept adapter is exactly the transferred one."""
     result = make_pruner("pear", OPTIONS).prune(_context(tmp_path))
-    transferred = dict(_petl_model("convpass").named_parameters())
+    transferred = dict(petl_model("convpass").named_parameters())
     sharing = result.state["sharing"]
     for path in adapter_paths(result.model):
         source = sharing.get(path, path)  # a pruned position holds the adapter it shares
@@ -74,7 +73,7 @@ def test_by_default_the_shared_adapters_keep_their_own_weights(tmp_path):
 
 
 def test_fold_is_a_score_weighted_average():
-    model = _petl_model("convpass")
+    model = petl_model("convpass")
     a, b = model.blocks[0].attn_branch, model.blocks[1].attn_branch
     expected = (1 * a.up.weight + 3 * b.up.weight) / 4
     fold_adapters(model, {"blocks.0.attn_branch": "blocks.1.attn_branch"},
@@ -98,7 +97,7 @@ def test_lora_is_refused_clearly(tmp_path):
 def test_budget_metrics_on_the_petl_axis(tmp_path):
     pruner = make_pruner("pear", OPTIONS)
     result = pruner.prune(_context(tmp_path))
-    achieved = achieved_budget(_petl_model("convpass"), result.model, 1.0, 1.0)
+    achieved = achieved_budget(petl_model("convpass"), result.model, 1.0, 1.0)
     assert achieved["budget/petl_removed_fraction"] == pytest.approx(0.5)
     assert achieved["budget/params_removed_fraction"] == 0.0  # the backbone is untouched
     requested = requested_budget(Budget.parse("keep:2"), 4, pruner.budget_axis)

@@ -24,6 +24,8 @@ from bench.tables import build_tables, tidy_runs
 from bench.tracking import TrackedRun
 from tests.conftest import TINY_VIT
 
+pytestmark = pytest.mark.slow  # a PostgreSQL server and four sweep processes
+
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = "tests-postgres"
 

@@ -10,14 +10,12 @@ with a clear error, exactly the (pruner, PETL) pairs listed as unsupported by de
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 import bench.plugins  # noqa: F401  (registers every pruner)
 from baselines.layerwise import LayerwisePruner
 from bench.budget import backbone_block_params, param_fraction, petl_params
-from bench.data import BatchLoader, ImageSplit
 from bench.errors import UserError
 from bench.models.petl import (
     PETL_METHODS,
@@ -31,7 +29,7 @@ from bench.models.petl import (
 from bench.pruning import PRUNERS, Budget, PruneContext, make_pruner
 from bench.state import rebuild, save_task_state
 from bench.tasks import get_task
-from tests.conftest import tiny_vit
+from tests.conftest import calibration_loader, petl_model, tiny_vit
 
 BUDGET = Budget.parse("keep:2")  # of the tiny ViT's 4 blocks
 FAST_OPTIONS = {
@@ -69,26 +67,9 @@ def _cases() -> list:
     return cases
 
 
-def _petl_model(petl: str, seed: int = 0) -> torch.nn.Module:
-    """A tiny PETL model with non-zero PETL weights (as after training)."""
-    model = attach_petl(tiny_vit(seed=seed), resolve_settings(petl, "digits"))
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=generator) * 0.05)
-    return model.eval()
-
-
-def _loader(n: int = 96) -> BatchLoader:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(n, 3, 16, 16), dtype=np.uint8)
-    return BatchLoader(ImageSplit(images, np.arange(n) % 10), 48)
-
-
 def _prune(name: str, petl: str, tmp_path, seed: int = 0):
     pruner = make_pruner(name, FAST_OPTIONS.get(name))
-    ctx = PruneContext(_petl_model(petl), _loader(), get_task("digits"), BUDGET, seed,
+    ctx = PruneContext(petl_model(petl), calibration_loader(), get_task("digits"), BUDGET, seed,
                        torch.device("cpu"), tmp_path)  # fmt: skip
     return pruner, pruner.prune(ctx)
 
@@ -136,7 +117,7 @@ def test_pruner_contract(name, petl, tmp_path):
 
     if pruner.fixed_budget is None:  # the others (sls, none) choose their own budget
         size = petl_params if pruner.budget_axis == "petl" else backbone_block_params
-        removed = 1.0 - size(model) / size(_petl_model(petl))
+        removed = 1.0 - size(model) / size(petl_model(petl))
         tolerance = getattr(pruner, "tolerance", 0.02)
         assert abs(removed - param_fraction(BUDGET, 4)) <= tolerance + 1e-9, removed
         if isinstance(pruner, LayerwisePruner):
@@ -163,7 +144,7 @@ def test_pruner_contract(name, petl, tmp_path):
             if petl == "repadapter":  # folded away entirely: the backbone's own modules
                 assert not any(isinstance(m, (PetlModule, AdapterBlock)) for m in merged.modules())
 
-    original = dict(_petl_model(petl).named_parameters())
+    original = dict(petl_model(petl).named_parameters())
     for tensor_name, tensor in model.named_parameters():
         if is_task_parameter(model, tensor_name):
             continue

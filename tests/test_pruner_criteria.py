@@ -20,7 +20,7 @@ from baselines.width import timm_block
 from bench.models.truncate import keep_blocks
 from bench.pruning import PRUNERS, Budget, PruneContext, make_pruner
 from bench.tasks import get_task
-from tests.test_pruner_contract import _loader, _petl_model
+from tests.conftest import calibration_loader, petl_model
 
 HEADS, HEAD_DIM, HIDDEN = 2, 16, 128  # the tiny ViT's attention and MLP widths
 FAST = {
@@ -36,7 +36,7 @@ TESTED = {"none", "retrained", "sls", "drop_last", "fixed_depth", "random_blocks
 
 
 def _prune(name, model, budget="keep:2", seed=0, options=None, tmp_path=None):
-    ctx = PruneContext(model, _loader(), get_task("digits"), Budget.parse(budget), seed,
+    ctx = PruneContext(model, calibration_loader(), get_task("digits"), Budget.parse(budget), seed,
                        torch.device("cpu"), tmp_path)  # fmt: skip
     return make_pruner(name, {**FAST.get(name, {}), **(options or {})}).prune(ctx)
 
@@ -57,7 +57,7 @@ def test_every_registered_pruner_has_a_criterion_test_here():
 
 def test_the_controls_remove_nothing(tmp_path):
     for name, retrain in (("none", False), ("retrained", True)):
-        model = _petl_model("convpass")
+        model = petl_model("convpass")
         result = _prune(name, copy.deepcopy(model), tmp_path=tmp_path)
         assert result.retrain is retrain and len(result.model.blocks) == 4
         assert _same_outputs(result.model, model)
@@ -65,14 +65,14 @@ def test_the_controls_remove_nothing(tmp_path):
 
 @pytest.mark.parametrize("name", ["drop_last", "fixed_depth"])
 def test_truncating_pruners_keep_the_first_k_blocks(tmp_path, name):
-    model = _petl_model("convpass")
+    model = petl_model("convpass")
     result = _prune(name, copy.deepcopy(model), budget="keep:3", tmp_path=tmp_path)
     assert result.state["kept"] == [0, 1, 2]
     assert _same_outputs(result.model, keep_blocks(model, [0, 1, 2]))
 
 
 def test_random_blocks_drops_a_seeded_uniform_draw(tmp_path):
-    model = _petl_model("convpass")
+    model = petl_model("convpass")
     kept = {}
     for seed in range(12):
         result = _prune("random_blocks", copy.deepcopy(model), seed=seed, tmp_path=tmp_path)
@@ -97,7 +97,7 @@ def _make_identity(block) -> None:
 
 
 def test_block_influence_keeps_the_blocks_that_change_their_tokens_most(tmp_path):
-    model = _petl_model("convpass")
+    model = petl_model("convpass")
     for i in (0, 2):
         _make_identity(model.blocks[i])
     result = _prune("block_influence", copy.deepcopy(model), tmp_path=tmp_path)
@@ -125,7 +125,7 @@ def test_sls_keeps_the_blocks_down_to_the_first_whose_separability_fails(tmp_pat
         for separation in (0.0, 0.3, 4.0, 6.0)
     ]
     monkeypatch.setattr(sls.pruner, "block_features", lambda *args, **kwargs: (features, labels))
-    model = _petl_model("convpass")
+    model = petl_model("convpass")
     result = _prune("sls", copy.deepcopy(model), options={"embedding": "none"}, tmp_path=tmp_path)
     scores = [_silhouette(f, labels) for f in features]
     threshold = 0.3 * scores[3]
@@ -176,7 +176,7 @@ def _positions(kept_attn: list[int]) -> list[list[int]]:
 
 @pytest.mark.parametrize(("name", "options"), [("magnitude", {}), ("spa", {})])
 def test_magnitude_criteria_keep_the_largest_norm_channels(tmp_path, name, options):
-    model = _petl_model("splora" if name == "spa" else "convpass")  # spa prunes SPLoRA models
+    model = petl_model("splora" if name == "spa" else "convpass")  # spa prunes SPLoRA models
     scales = _graded_channels(model)
     result = _prune(name, model, options=options, tmp_path=tmp_path)
     pruned_something = False
@@ -221,7 +221,7 @@ def _dead_go_first(kept: list[int], dead: set[int], width: int) -> bool:
 @pytest.mark.parametrize(("name", "options"), [("taylor", {}), ("spa", {"importance": "taylor"}),
                                                ("block_benefit", {})])  # fmt: skip
 def test_taylor_criteria_prune_the_channels_without_effect_first(tmp_path, name, options):
-    model = _petl_model("splora" if name == "spa" else "convpass")  # spa prunes SPLoRA models
+    model = petl_model("splora" if name == "spa" else "convpass")  # spa prunes SPLoRA models
     dead = _dead_channels(model)
     result = _prune(name, model, options=options, tmp_path=tmp_path)
     pruned_dead = 0
@@ -239,7 +239,7 @@ def test_taylor_criteria_prune_the_channels_without_effect_first(tmp_path, name,
 def test_pear_prunes_the_adapters_with_the_lowest_taylor_score(tmp_path):
     """Three adapters are dead (zero up-projection: score exactly 0), one is weak (its
     up-projection scaled by 1e-3); keep:2 of 4 blocks removes half of the 8 adapters: those 4."""
-    model = _petl_model("convpass")
+    model = petl_model("convpass")
     dead, weak = (
         ["blocks.0.mlp_branch", "blocks.2.attn_branch", "blocks.3.mlp_branch"],
         ("blocks.1.attn_branch"),

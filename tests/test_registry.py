@@ -3,7 +3,7 @@ import pytest
 from bench.config import load_config
 from bench.errors import UserError
 from bench.models.petl import PETL_METHODS
-from bench.pruning import PRUNERS, Budget, make_pruner
+from bench.pruning import PRUNERS, Budget, NoPruning, make_pruner
 from bench.registry import Registry
 from bench.tasks import TASKS
 
@@ -21,6 +21,19 @@ def test_duplicate_registration_is_an_error():
     registry.register("alpha", 1)
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("alpha", 2)
+
+
+def test_unregister_removes_the_name_and_its_aliases():
+    registry: Registry[int] = Registry("thing")
+    registry.register("alpha", 1, aliases=("a",))
+    registry.register("beta", 2, aliases=("b",))
+    registry.unregister("a")
+    assert registry.names() == ["beta"]
+    assert "alpha" not in registry and "a" not in registry and "b" in registry
+    registry.register("alpha", 3, aliases=("a",))  # free again
+    assert registry.get("a") == 3
+    with pytest.raises(UserError, match="unknown thing 'gamma'"):
+        registry.unregister("gamma")
 
 
 def test_lazy_entry_is_imported_on_first_get():
@@ -71,3 +84,9 @@ def test_budget_parses(text):
 def test_bad_budget_is_a_user_error(text):
     with pytest.raises(UserError, match="unknown budget"):
         Budget.parse(text)
+
+
+@pytest.mark.parametrize("attempt", [1, 2])  # the second registers the name the first released
+def test_register_pruner_lasts_one_test(register_pruner, attempt):
+    register_pruner("test_temporary", NoPruning)
+    assert PRUNERS.get("test_temporary") is NoPruning

@@ -21,8 +21,7 @@ from bench.models.petl import (
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.state import read_task_state, rebuild, save_task_state
 from bench.tasks import VTAB_TASKS, get_task
-from tests.conftest import tiny_vit
-from tests.test_pruner_contract import _loader
+from tests.conftest import calibration_loader, tiny_vit
 
 # The official VTAB configs (hidden dim 8, groups 2), as the issue and spec SLS.md list them.
 OFFICIAL_SCALE = {
@@ -113,7 +112,7 @@ def test_fold_into_a_narrower_bias_free_linear_equals_the_two_layers():
 
 def test_merging_after_width_pruning_uses_the_pruned_shapes(tmp_path):
     model = _train_a_few_steps(_repadapter_model())
-    ctx = PruneContext(model, _loader(), get_task("digits"), Budget.parse("keep:2"), 0,
+    ctx = PruneContext(model, calibration_loader(), get_task("digits"), Budget.parse("keep:2"), 0,
                        torch.device("cpu"), tmp_path)  # fmt: skip
     pruned = make_pruner("magnitude").prune(ctx).model.eval()
     merged = merged_copy(pruned).eval()

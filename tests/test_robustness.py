@@ -45,6 +45,7 @@ def test_a_checkpoint_holding_nan_is_refused_naming_the_tensor(tmp_path):
 DIVERGING = {"train.lr": 1e30, "train.warmup_epochs": 0}
 
 
+@pytest.mark.slow
 def test_a_diverging_transfer_fails_every_run_with_epoch_step_and_rate():
     config = tiny_config(suite="tests-diverge", methods=["none", "sls"], **DIVERGING)
     outcomes = run_benchmark(config, progress=False)
@@ -57,6 +58,7 @@ def test_a_diverging_transfer_fails_every_run_with_epoch_step_and_rate():
     assert statuses == {"FAILED"}
 
 
+@pytest.mark.slow
 def test_the_bench_command_reports_divergence_in_one_line_and_exits_non_zero(tmp_path):
     overrides = [f"--set={k}={v}" for k, v in DIVERGING.items()]
     result = _cli("bench", "--preset", "demo", "--epochs", "2", "--methods", "none",
@@ -68,6 +70,7 @@ def test_the_bench_command_reports_divergence_in_one_line_and_exits_non_zero(tmp
     assert re.search(r"diverged: loss (nan|-?inf) at epoch 1, step \d+", result.stdout)
 
 
+@pytest.mark.slow
 def test_weights_that_cannot_be_downloaded_are_one_line_naming_checkpoint():
     result = _cli("bench", "--preset", "demo", "--backbone", "vit_tiny_patch16_224.augreg_in21k",
                   "--pretrained", "true", env={"HF_HUB_OFFLINE": "1"}, timeout=120)  # fmt: skip
@@ -108,6 +111,7 @@ def test_a_cell_claimed_by_two_sweeps_has_one_owner():
     assert claim_cell(ids[0], "k1") == ids[1]  # a finished run owns the cell whatever its age
 
 
+@pytest.mark.slow
 def test_same_seed_and_threads_give_the_same_k_and_accuracy(tmp_path, monkeypatch):
     results = []
     for attempt in range(2):  # a fresh transfer cache each time: everything is recomputed
@@ -120,6 +124,7 @@ def test_same_seed_and_threads_give_the_same_k_and_accuracy(tmp_path, monkeypatc
     assert results[0] == results[1]
 
 
+@pytest.mark.slow
 def test_a_run_records_what_it_needs_to_be_compared_and_sls_its_margin():
     (outcome,) = run_benchmark(tiny_config(suite="tests-compare", methods=["sls"]), False)
     run = client().get_run(outcome.run_id)

@@ -1,6 +1,5 @@
 import copy
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -14,7 +13,6 @@ from bench.data.task_data import data_loaders, load_data
 from bench.models.build import build_petl_model
 from bench.models.petl import PetlSettings
 from bench.paths import cache_dir
-from bench.pruning import PRUNERS, PruneContext, Pruner
 from bench.run import run_benchmark, store_step
 from bench.state import read_task_state, rebuild
 from bench.tasks import get_task
@@ -31,6 +29,7 @@ HEADLINE_METRICS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_offline_run_is_finished_and_logs_what_measure_md_asks(tmp_path):
     outcomes = run_benchmark(tiny_config(methods=["none"], suite="tests-run"), progress=False)
     assert [o.status for o in outcomes] == ["FINISHED"]
@@ -56,6 +55,7 @@ def _artifact(run_id: str, name: str) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_a_cache_hit_restores_the_stored_weights_and_pruners_prune_them():
     config = tiny_config(methods=["none", "drop_last@keep:2"], suite="tests-cache", seeds=[7])
     first = {o.method: o for o in run_benchmark(config, progress=False)}
@@ -74,6 +74,7 @@ def test_a_cache_hit_restores_the_stored_weights_and_pruners_prune_them():
         assert first[method].metrics["test/acc"] == second[method].metrics["test/acc"]
 
 
+@pytest.mark.slow
 def test_the_logged_headline_is_the_last_epoch_and_the_best_is_kept_apart(monkeypatch):
     calls = itertools.count()  # every training evaluates twice (2 epochs): 0.9, then 0.4
     monkeypatch.setattr(bench.train, "evaluate", lambda *a, **k: (0.9, 0.4)[next(calls) % 2])
@@ -91,6 +92,7 @@ def test_the_logged_headline_is_the_last_epoch_and_the_best_is_kept_apart(monkey
     ]
 
 
+@pytest.mark.slow
 def test_eval_every_zero_logs_no_best_of_evals_and_where_the_time_went():
     config = tiny_config(methods=["none", "retrained"], suite="tests-last-epoch", seeds=[4243],
                          **{"train.eval_every": 0})  # fmt: skip
@@ -110,6 +112,7 @@ def test_eval_every_zero_logs_no_best_of_evals_and_where_the_time_went():
     assert [m.step for m in history] == [2]  # the last of 2 epochs only
 
 
+@pytest.mark.slow
 def test_a_runs_logged_task_state_rebuilds_the_model_it_measured(monkeypatch):
     measured = {}
 
@@ -140,21 +143,7 @@ def test_a_runs_logged_task_state_rebuilds_the_model_it_measured(monkeypatch):
         assert accuracy == outcome.metrics["test/acc"]
 
 
-@dataclass
-class Exploding(Pruner):
-    name = "test_exploding"
-
-    def prune(self, ctx: PruneContext):
-        raise RuntimeError("this pruner always fails")
-
-
-@pytest.fixture
-def exploding_pruner():
-    PRUNERS.register("test_exploding", Exploding)
-    yield
-    PRUNERS._entries.pop("test_exploding")
-
-
+@pytest.mark.slow
 def test_failed_method_is_recorded_failed_and_others_still_run(exploding_pruner):
     config = tiny_config(methods=["test_exploding", "none"], suite="tests-fail")
     outcomes = run_benchmark(config, progress=False)
@@ -185,6 +174,7 @@ def test_transfer_failure_records_failed_runs(monkeypatch):
     assert run.info.status == "FAILED" and "loss is NaN" in run.data.tags["error"]
 
 
+@pytest.mark.slow
 def test_folder_task_run_logs_task_source_and_preprocessing(tmp_path):
     from bench.data.synthetic import make_vtab_folder
 

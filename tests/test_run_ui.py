@@ -3,11 +3,14 @@ dataset input, and a Markdown description (the run's note)."""
 
 import json
 
+import pytest
+
 from bench.run import run_benchmark
 from bench.tracking import NOTE_TAG, block_curves, client
 from tests.conftest import tiny_config
 
 
+@pytest.mark.slow
 def test_run_logs_stepped_block_curves_dataset_input_and_description():
     config = tiny_config(methods=["none", "sls", "block_influence"], suite="tests-ui")
     outcomes = {o.method: o for o in run_benchmark(config, progress=False)}

@@ -20,7 +20,7 @@ from baselines.similarity import (
 from bench.models.truncate import keep_blocks
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.tasks import get_task
-from tests.test_pruner_contract import _loader, _petl_model
+from tests.conftest import calibration_loader, petl_model
 
 # --- angular: a toy model whose blocks rotate each 2-D token by a known angle -----------------
 
@@ -132,7 +132,7 @@ def _final_features(model: nn.Module, loader) -> np.ndarray:
 
 
 def test_cka_equals_a_direct_greedy_computation_on_a_tiny_model():
-    model, loader = _petl_model("convpass"), _loader()
+    model, loader = petl_model("convpass"), calibration_loader()
     reference = _final_features(model, loader)
     kept, expected_steps, first = [0, 1, 2, 3], [], None
     while len(kept) > 1:
@@ -145,7 +145,7 @@ def test_cka_equals_a_direct_greedy_computation_on_a_tiny_model():
         expected_steps.append((best, candidates[best]))
         kept.remove(best)
 
-    result = make_pruner("cka").prune(_context(_petl_model("convpass"), 1, loader))
+    result = make_pruner("cka").prune(_context(petl_model("convpass"), 1, loader))
     steps = [(s["removed"], s["cka"]) for s in result.decision["steps"]]
     assert [b for b, _ in steps] == [b for b, _ in expected_steps]
     np.testing.assert_allclose([c for _, c in steps], [c for _, c in expected_steps], rtol=1e-9)

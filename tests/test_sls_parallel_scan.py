@@ -17,6 +17,8 @@ from bench.errors import UserError
 from sls.parallel import block_score, decide_depth_parallel
 from sls.select import decide_depth
 
+pytestmark = pytest.mark.slow  # every test spawns a pool of workers
+
 # Class separation per block (block 1 first): it rises to block 10 and falls to the top, with a
 # dip at block 8. Silhouettes: SC_12 ~0.70, T = 0.3 * SC_12 ~0.21, blocks 12..9 pass, block 8
 # (~-0.04) fails, so k = 9; block 7 (~0.28) would pass again.

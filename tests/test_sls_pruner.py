@@ -94,6 +94,7 @@ def test_sls_state_round_trip_rebuilds_the_truncated_model(sls_context, tmp_path
     assert torch.equal(rebuilt(x), result.model.eval()(x))
 
 
+@pytest.mark.slow
 def test_offline_run_logs_the_sls_decision():
     config = tiny_config(methods=["none", "sls"], suite="tests-sls")
     config.pruners["sls"] = {"embedding": "pca"}
@@ -136,6 +137,7 @@ def test_davies_bouldin_is_recorded_as_its_inverse(sls_context):
     assert "1 / Davies-Bouldin" in result.decision["score_description"]
 
 
+@pytest.mark.slow
 def test_embedding_blocks_in_two_processes_gives_the_same_decision(sls_context):
     one, two = (make_pruner("sls", {"workers": w}).prune(sls_context()) for w in (1, 2))
     assert one.decision["scores"] == two.decision["scores"]

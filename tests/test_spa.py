@@ -16,15 +16,14 @@ from bench.models.splora import SPLoRAProjection
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.state import task_tensors
 from bench.tasks import get_task
-from tests.conftest import tiny_vit
-from tests.test_pruner_contract import _loader, _petl_model
+from tests.conftest import calibration_loader, petl_model, tiny_vit
 
 FAST = {"batches": 2, "batch_size": 16}
 
 
 def _context(tmp_path, budget="keep:2", petl="splora", model=None):
-    model = _petl_model(petl) if model is None else model
-    return PruneContext(model, _loader(), get_task("digits"), Budget.parse(budget), 0,
+    model = petl_model(petl) if model is None else model
+    return PruneContext(model, calibration_loader(), get_task("digits"), Budget.parse(budget), 0,
                         torch.device("cpu"), tmp_path)  # fmt: skip
 
 
@@ -40,11 +39,11 @@ def _train_adapters(model):
 def _transfer(shift: int) -> torch.nn.Module:
     """A SPLoRA transfer of the same backbone and init, trained on the loader's images with the
     labels shifted by `shift` classes (two different tasks on the same images)."""
-    model = _petl_model("splora")
+    model = petl_model("splora")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-2)
     model.train()
     for _ in range(4):
-        for x, y in _loader():
+        for x, y in calibration_loader():
             loss = F.cross_entropy(model(x), (y + shift) % 10)
             optimizer.zero_grad()
             loss.backward()
@@ -64,7 +63,7 @@ def test_masks_follow_the_trained_adapters_of_each_task(tmp_path, importance):
 
 
 def test_magnitude_ranks_channels_of_the_adapted_weight():
-    model = _petl_model("splora")
+    model = petl_model("splora")
     fc1 = model.blocks[0].mlp.fc1
     with torch.no_grad():  # make neuron 5 dominant through the adapter alone
         fc1.adapter.rows.fill_(1.0)
@@ -81,9 +80,9 @@ def test_magnitude_ranks_channels_of_the_adapted_weight():
 def test_taylor_reads_the_gradient_of_the_adapted_weight():
     """dL/dW' (W' = W + cols @ rows) from inputs and output gradients: by the chain rule,
     dL/dcols = dL/dW' @ rows^T, which autograd gives for the trainable cols."""
-    model = _petl_model("splora")
+    model = petl_model("splora")
     _train_adapters(model)
-    images, labels = next(iter(_loader()))
+    images, labels = next(iter(calibration_loader()))
     grads = adapted_weight_gradients(model, images, labels, 16)
     model.eval()
     for x, y in zip(images.split(16), labels.split(16), strict=True):
@@ -140,7 +139,7 @@ def test_only_block_linears_are_adapted_and_the_base_weight_stays_frozen(tmp_pat
 
 def test_stored_tensors_are_the_librarys_masked_parameters(tmp_path):
     """What is stored equals sp_adapters' masked named_parameters of the transferred layer."""
-    reference = _petl_model("splora")
+    reference = petl_model("splora")
     result = make_pruner("spa").prune(_context(tmp_path))
     stored = task_tensors(result.model)
     kept = result.state["blocks"][1]["mlp"]
@@ -160,7 +159,7 @@ def test_budget_counts_frozen_backbone_block_parameters_only(tmp_path):
         for block in plain.blocks
         for path in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
     )
-    unpruned = backbone_block_params(_petl_model("splora"))
+    unpruned = backbone_block_params(petl_model("splora"))
     assert unpruned == sum(p.numel() for p in plain.blocks.parameters()) - biases
     result = make_pruner("spa").prune(_context(tmp_path))
     removed = 1 - backbone_block_params(result.model) / unpruned

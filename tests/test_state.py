@@ -1,18 +1,9 @@
 import torch
 
 from bench.models.petl import attach_petl, resolve_settings
-from bench.pruning import PRUNERS, NoPruning
+from bench.pruning import NoPruning
 from bench.state import read_task_state, rebuild, save_task_state
-from tests.conftest import tiny_vit
-
-
-def _trained_petl_model(method: str = "convpass"):
-    model = attach_petl(tiny_vit(seed=0), resolve_settings(method, "digits"))
-    with torch.no_grad():  # stand-in for training: every task parameter moves
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.1)
-    return model.eval()
+from tests.conftest import petl_model, tiny_vit
 
 
 def _fresh(meta):
@@ -20,7 +11,7 @@ def _fresh(meta):
 
 
 def test_state_round_trip_gives_identical_outputs(tmp_path):
-    model = _trained_petl_model()
+    model = petl_model()
     meta = {"pruner": "none", "pruner_state": {}, "petl": {"method": "convpass"}}
     size = save_task_state(model, tmp_path / "state.safetensors", meta)
     assert size == (tmp_path / "state.safetensors").stat().st_size
@@ -30,7 +21,7 @@ def test_state_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_state_holds_only_task_parameters(tmp_path):
-    model = _trained_petl_model("lora")
+    model = petl_model("lora")
     save_task_state(model, tmp_path / "s.safetensors", {"pruner": "none"})
     tensors, meta = read_task_state(tmp_path / "s.safetensors")
     assert meta == {"pruner": "none"}
@@ -38,7 +29,7 @@ def test_state_holds_only_task_parameters(tmp_path):
     assert all("q_" in n or "v_" in n or n.startswith("head.") for n in tensors)
 
 
-def test_state_of_a_truncated_model_rebuilds_through_the_pruner(tmp_path):
+def test_state_of_a_truncated_model_rebuilds_through_the_pruner(tmp_path, register_pruner):
     class KeepTwo(NoPruning):
         @classmethod
         def restore(cls, model, state):
@@ -46,15 +37,12 @@ def test_state_of_a_truncated_model_rebuilds_through_the_pruner(tmp_path):
 
             return keep_first(model, state["k"])
 
-    PRUNERS.register("test_keep_two", KeepTwo)
-    try:
-        model = _trained_petl_model()
-        model.blocks = model.blocks[:2]
-        meta = {"pruner": "test_keep_two", "pruner_state": {"k": 2}, "petl": {"method": "convpass"}}
-        save_task_state(model, tmp_path / "s.safetensors", meta)
-        rebuilt = rebuild(tmp_path / "s.safetensors", _fresh).eval()
-        assert len(rebuilt.blocks) == 2
-        x = torch.randn(2, 3, 16, 16)
-        assert torch.equal(rebuilt(x), model(x))
-    finally:
-        PRUNERS._entries.pop("test_keep_two")
+    register_pruner("test_keep_two", KeepTwo)
+    model = petl_model()
+    model.blocks = model.blocks[:2]
+    meta = {"pruner": "test_keep_two", "pruner_state": {"k": 2}, "petl": {"method": "convpass"}}
+    save_task_state(model, tmp_path / "s.safetensors", meta)
+    rebuilt = rebuild(tmp_path / "s.safetensors", _fresh).eval()
+    assert len(rebuilt.blocks) == 2
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(rebuilt(x), model(x))

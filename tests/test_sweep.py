@@ -12,7 +12,6 @@ from bench import gpus, sweep
 from bench.data.synthetic import make_vtab_folder
 from bench.tracking import Terminated, TrackedRun, client, raise_on_sigterm
 from tests.conftest import TINY_VIT, tiny_config
-from tests.test_run import exploding_pruner  # noqa: F401  (fixture)
 
 GPU_TAG = "worker.cuda_visible_devices"
 
@@ -36,6 +35,7 @@ def _runs(suite, status=None):
     return [r for r in runs if status is None or r.info.status == status]
 
 
+@pytest.mark.slow
 def test_a_second_sweep_skips_finished_cells_and_reports_tasks_without_data():
     config = _config("tests-sweep-skip", tasks="digits,eurosat")
     plan = sweep.plan_sweep(config)
@@ -50,7 +50,8 @@ def test_a_second_sweep_skips_finished_cells_and_reports_tasks_without_data():
     assert len(sweep.plan_sweep(changed).todo) == 1  # another resolved config is another cell
 
 
-def test_a_failing_cell_does_not_stop_the_others_and_is_retried(exploding_pruner):  # noqa: F811
+@pytest.mark.slow
+def test_a_failing_cell_does_not_stop_the_others_and_is_retried(exploding_pruner):
     config = _config("tests-sweep-fail", methods=("test_exploding", "none"))
     plan = sweep.plan_sweep(config)
     outcomes = sweep.execute(config, plan, progress=False)
@@ -92,6 +93,7 @@ def _cli(suite, vtab_root):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sigterm_to_a_bench_process_ends_its_run_killed():
     suite = "tests-bench-term"
     command = [sys.executable, "-m", "bench", "bench", "--suite", suite, "--methods", "retrained",
@@ -131,6 +133,7 @@ def test_a_dry_run_prints_the_plan_and_runs_nothing(capsys, monkeypatch):
     assert experiment is None or not client().search_runs([experiment.experiment_id])
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_part_way_and_restarted_finishes_each_cell_exactly_once(vtab_root):
     suite = "tests-sweep-kill"
     process = subprocess.Popen(_cli(suite, vtab_root), stdout=subprocess.PIPE, text=True)
@@ -174,6 +177,7 @@ def _sweep_in_two_workers(suite, vtab_root, monkeypatch, gpus_seen):
     return runs, seen
 
 
+@pytest.mark.slow
 def test_local_workers_log_every_run_to_one_store(vtab_root, monkeypatch):
     runs, seen = _sweep_in_two_workers("tests-sweep-workers", vtab_root, monkeypatch, [])
     assert all("test/acc" in r.data.metrics and "bytes/stored" in r.data.metrics for r in runs)
@@ -181,12 +185,14 @@ def test_local_workers_log_every_run_to_one_store(vtab_root, monkeypatch):
     assert seen == {"digits": {parent}, "eurosat": {parent}}
 
 
+@pytest.mark.slow
 def test_local_workers_get_one_gpu_each(vtab_root, monkeypatch):
     """With 2 GPUs (faked: the workers resolve `auto` to the CPU), each worker sees its own."""
     _, seen = _sweep_in_two_workers("tests-sweep-gpus", vtab_root, monkeypatch, ["0", "1"])
     assert sorted(sorted(gpu) for gpu in seen.values()) == [["0"], ["1"]]  # one each, distinct
 
 
+@pytest.mark.slow
 def test_slurm_launcher_through_submitits_local_executor(tmp_path):
     config = _config("tests-sweep-slurm")
     config.sweep.launcher = "slurm"

@@ -165,6 +165,7 @@ def test_bfloat16_autocasts_the_training_forward_and_float32_does_not():
         seen.clear()
 
 
+@pytest.mark.slow
 def test_compile_trains_through_a_compiled_model():
     from torch._dynamo.utils import counters
 

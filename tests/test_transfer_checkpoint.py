@@ -47,6 +47,7 @@ def _config(**overrides):
     return tiny_config(**{**values, **overrides})
 
 
+@pytest.mark.slow
 def test_best_of_evals_prunes_and_reports_the_best_evaluations_model(monkeypatch, tmp_path):
     seen = _scripted_transfer_evaluations(monkeypatch)
     config = _config(methods=["none", "sls"], suite="tests-best-checkpoint", seeds=[11])
@@ -78,6 +79,7 @@ def test_best_of_evals_prunes_and_reports_the_best_evaluations_model(monkeypatch
     assert scores and all(logged[f"sls/{k}"] == pytest.approx(expected[k]) for k in scores)
 
 
+@pytest.mark.slow
 def test_last_keeps_the_last_epochs_model(monkeypatch):
     _scripted_transfer_evaluations(monkeypatch)
     config = _config(methods=["none"], suite="tests-last-checkpoint", seeds=[12],

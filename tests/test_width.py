@@ -9,14 +9,13 @@ import baselines.width as width
 from bench.models.petl import attach_petl, is_task_parameter, resolve_settings
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.tasks import get_task
-from tests.conftest import tiny_vit
-from tests.test_pruner_contract import _loader
+from tests.conftest import calibration_loader, tiny_vit
 
 
 def _context(tmp_path, budget="keep:2"):
     model = attach_petl(tiny_vit(), resolve_settings("convpass", "digits"))
-    return PruneContext(model.eval(), _loader(), get_task("digits"), Budget.parse(budget), 0,
-                        torch.device("cpu"), tmp_path)  # fmt: skip
+    return PruneContext(model.eval(), calibration_loader(), get_task("digits"),
+                        Budget.parse(budget), 0, torch.device("cpu"), tmp_path)  # fmt: skip
 
 
 def test_a_frozen_backbone_is_pruned_and_frozen_again(tmp_path):
@@ -101,7 +100,7 @@ def test_hessian_reads_the_mean_squared_per_sample_gradient():
     """OBD's diagonal estimate: (g1^2 + g2^2) / 2 of the two samples' gradients, not the square
     of their mean."""
     model = attach_petl(tiny_vit(), resolve_settings("convpass", "digits")).eval()
-    images, labels = next(iter(_loader()))
+    images, labels = next(iter(calibration_loader()))
     images, labels = images[:2], labels[:2]
     hessian = width.hessian_gradients(model, images, labels)
     one, two = (width.taylor_gradients(model, images[i : i + 1], labels[i : i + 1], 1)
