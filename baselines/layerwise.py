@@ -23,7 +23,7 @@ from torch import nn
 
 from bench.budget import blocks_to_keep
 from bench.errors import UserError
-from bench.models.truncate import keep_blocks
+from bench.models.surgery import keep_blocks
 from bench.pruning import PRUNERS, Budget, PruneContext, Pruner, PruneResult
 
 TOKENS = ("all", "cls")  # what block_influence averages over

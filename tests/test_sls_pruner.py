@@ -6,7 +6,7 @@ import torch
 
 from bench.data import BatchLoader, ImageSplit
 from bench.models.petl import attach_petl, resolve_settings
-from bench.models.truncate import keep_first
+from bench.models.surgery import keep_first
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.run import cell_key, run_benchmark, sls_settings
 from bench.state import rebuild, save_task_state
