@@ -55,22 +55,23 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import nn
 
-from baselines.width import (
-    ScaledAttention,
-    check_supported,
-    slice_head_dims,
-    slice_mlp_hidden,
-    timm_block,
-)
 from bench.budget import backbone_block_params, param_fraction
 from bench.config import Recipe
 from bench.errors import UserError
 from bench.models.petl import AdapterBlock, freeze_backbone
+from bench.models.surgery import (
+    KeptIndices,
+    ScaledAttention,
+    check_plain_attention,
+    fix_attention,
+    slice_head_dims,
+    slice_mlp_hidden,
+    timm_block,
+)
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 from bench.train import autocast, make_scheduler, set_epoch_lr
 
 DEPLOYED = "kept channel indices into the shared backbone (branches at 0 skipped)"
-KeptIndices = list[dict[str, list[int]]]  # per block: {"attn": head-dim channels, "mlp": hidden}
 MASK_AT_TAU = 0.9  # P3B: the mask value tau * size ranks inside the threshold
 
 
@@ -110,7 +111,8 @@ def install_gates(model: nn.Module) -> None:
                 "repadapter), not LoRA or SPLoRA, whose updates live inside the Linears it would "
                 "gate"
             )
-    check_supported(model)
+    for block in model.blocks:
+        check_plain_attention(timm_block(block).attn)
     for block in model.blocks:
         b = timm_block(block)
         if type(b.mlp) is not Mlp and not isinstance(b.mlp, GatedMlp):
@@ -292,7 +294,7 @@ def slice_model(model: nn.Module, kept: KeptIndices) -> None:
         if len(k["attn"]) % attn.num_heads:
             raise ValueError(f"kept head dims {len(k['attn'])} do not split into {attn.num_heads}")
         slice_head_dims(attn, k["attn"])
-        attn.attn_dim, attn.head_dim = len(k["attn"]), len(k["attn"]) // attn.num_heads
+        fix_attention(attn, keep_scale=True)
         slice_mlp_hidden(mlp, k["mlp"])
         attn.channel_gate = mlp.channel_gate = None
 

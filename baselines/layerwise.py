@@ -15,6 +15,7 @@ import hashlib
 import random
 from abc import abstractmethod
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -23,7 +24,8 @@ from torch import nn
 
 from bench.budget import blocks_to_keep
 from bench.errors import UserError
-from bench.models.truncate import keep_blocks
+from bench.models.features import block_states
+from bench.models.surgery import keep_blocks
 from bench.pruning import PRUNERS, Budget, PruneContext, Pruner, PruneResult
 
 TOKENS = ("all", "cls")  # what block_influence averages over
@@ -140,31 +142,12 @@ def block_influence(
     1 - cosine(block input, block output), per block."""
     totals = torch.zeros(len(model.blocks), dtype=torch.float64)
     count = 0
-    read = slice(None) if tokens == "all" else slice(0, 1)
-
-    def hook(index: int):
-        def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            before, after = args[0][:, read].double(), output[:, read].double()
-            cos = F.cosine_similarity(before, after, dim=-1)
-            totals[index] += (1.0 - cos).mean(dim=1).sum().cpu()
-
-        return record
-
-    handles = [b.register_forward_hook(hook(i)) for i, b in enumerate(model.blocks)]
-    was_training = model.training
-    model.eval()
-    try:
-        for images, _ in loader:
-            if max_images is not None:
-                images = images[: max(0, max_images - count)]
-            if len(images) == 0:
-                break
-            model(images)
-            count += len(images)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    for states, _ in block_states(model, loader, tokens, max_images):
+        for index, (before, after) in enumerate(pairwise(states)):
+            distance = 1.0 - F.cosine_similarity(before.double(), after.double(), dim=-1)
+            per_image = distance.mean(dim=1) if tokens == "all" else distance
+            totals[index] += per_image.sum().cpu()
+        count += len(states[0])
     if count == 0:
         raise ValueError("block_influence needs calibration images; the loader gave none")
     return (totals / count).tolist()

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.width import sample_calibration
 from bench.budget import param_fraction
 from bench.errors import UserError
+from bench.models.calibration import sample_calibration
 from bench.models.petl import AdapterBlock, PetlModule, freeze_backbone
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 

@@ -32,6 +32,8 @@ from torch import nn
 
 from baselines.layerwise import LayerwisePruner
 from bench.errors import UserError
+from bench.models.calibration import calibration_batches
+from bench.models.features import block_states
 from bench.pruning import PRUNERS, PruneContext, PruneResult
 
 TOKENS = ("cls", "all")
@@ -125,43 +127,18 @@ def angular_distances(
     num_blocks = len(model.blocks)
     totals = torch.zeros(num_blocks + 1, num_blocks + 1, dtype=torch.float64)
     count = 0
-    with _residual_states(model, tokens) as states, _eval_mode(model):
-        for images in _images(loader, max_images):
-            chunk = ALL_TOKEN_CHUNK if tokens == "all" else len(images)
-            for part in images.split(chunk):
-                states.clear()
-                model(part)
-                unit = torch.stack(states)  # (N+1, B, D) or (N+1, B, T, D), unit vectors
-                cos = torch.einsum("ib...d,jb...d->ijb...", unit, unit).clamp(-1.0, 1.0)
-                angle = torch.arccos(cos) / torch.pi
-                per_image = angle.mean(dim=3) if tokens == "all" else angle  # (N+1, N+1, B)
-                totals += per_image.sum(dim=2).cpu()
-                count += len(part)
+    chunk = ALL_TOKEN_CHUNK if tokens == "all" else None
+    for states, _ in block_states(model, loader, tokens, max_images, images_per_forward=chunk):
+        # (N+1, B, D) or (N+1, B, T, D), unit vectors along the width
+        unit = torch.stack([F.normalize(state.double(), dim=-1) for state in states])
+        cos = torch.einsum("ib...d,jb...d->ijb...", unit, unit).clamp(-1.0, 1.0)
+        angle = torch.arccos(cos) / torch.pi
+        per_image = angle.mean(dim=3) if tokens == "all" else angle  # (N+1, N+1, B)
+        totals += per_image.sum(dim=2).cpu()
+        count += unit.shape[1]
     if count == 0:
         raise ValueError("angular needs calibration images; the loader gave none")
     return (totals / count).numpy()
-
-
-@contextmanager
-def _residual_states(model: nn.Module, tokens: str) -> Iterator[list[torch.Tensor]]:
-    """Hooks that append x^0 (block 0's input) and x^1..x^N (each block's output), normalised
-    along the width, to the yielded list at every forward."""
-    states: list[torch.Tensor] = []
-
-    def keep(x: torch.Tensor) -> None:
-        picked = x[:, 0] if tokens == "cls" else x
-        states.append(F.normalize(picked.double(), dim=-1))
-
-    handles = [model.blocks[0].register_forward_pre_hook(lambda module, args: keep(args[0]))]
-    handles += [
-        block.register_forward_hook(lambda module, args, output: keep(output))
-        for block in model.blocks
-    ]
-    try:
-        yield states
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +221,7 @@ def final_features(
     """(n, D) pre-logits features of `model` run with only `blocks` (in order)."""
     outputs = []
     with _only_blocks(model, blocks), _eval_mode(model):
-        for images in _images(loader, max_images):
+        for images, _ in calibration_batches(loader, max_images):
             tokens = model.forward_features(images)
             outputs.append(model.forward_head(tokens, pre_logits=True).double().cpu())
     if not outputs:
@@ -275,15 +252,3 @@ def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
-
-
-def _images(loader, max_images: int | None) -> Iterator[torch.Tensor]:
-    """The calibration images batch by batch, at most `max_images` in all."""
-    count = 0
-    for images, _ in loader:
-        if max_images is not None:
-            images = images[: max(0, max_images - count)]
-        if len(images) == 0:
-            return
-        count += len(images)
-        yield images

@@ -35,15 +35,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.width import check_plain_attention, sample_calibration, timm_block
 from bench.budget import backbone_block_params, param_fraction
 from bench.errors import UserError
+from bench.models.calibration import sample_calibration
 from bench.models.petl import freeze_backbone
 from bench.models.splora import SPLoRAProjection, splora_layers
+from bench.models.surgery import (
+    KeptIndices,
+    check_plain_attention,
+    fix_attention,
+    slice_head_dims,
+    slice_mlp_hidden,
+    timm_block,
+)
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 
 DEPLOYED = "masks + masked SPLoRA adapters + masked biases + head; merged at load"
-KeptIndices = list[dict[str, list[int]]]  # per block: {"attn": head-dim channels, "mlp": hidden}
 WeightScore = Callable[[SPLoRAProjection], torch.Tensor]  # a layer -> a score per weight entry
 
 
@@ -123,28 +130,17 @@ def require_splora(model: nn.Module) -> None:
 # structure
 
 
-def _masks(width: int, kept: list[int]) -> torch.Tensor:
-    mask = torch.zeros(width, dtype=torch.bool)
-    mask[torch.tensor(kept, dtype=torch.long)] = True
-    return mask
-
-
 def slice_model(model: nn.Module, kept: KeptIndices) -> None:
-    """Keep the given head-dim channels (same count in every head) and MLP hidden neurons."""
+    """Keep the given head-dim channels (same count in every head) and MLP hidden neurons; the
+    SPLoRA layers slice their weight, adapter and bias (`SPLoRAProjection.keep`). The softmax
+    scale follows the pruned head dim, as fused attention (SDPA's default) does."""
     if len(kept) != len(model.blocks):
         raise ValueError(f"state has {len(kept)} blocks, model {len(model.blocks)}")
     for block, k in zip(model.blocks, kept, strict=True):
         b = timm_block(block)
-        attn, mlp = b.attn, b.mlp
-        mask = _masks(attn.proj.in_features, k["attn"])
-        attn.qkv.keep(None, mask.repeat(3))
-        attn.proj.keep(mask, None)
-        attn.attn_dim = int(mask.sum())
-        attn.head_dim = attn.attn_dim // attn.num_heads
-        attn.scale = attn.head_dim**-0.5  # as fused attention (SDPA's default) does
-        mask = _masks(mlp.fc1.out_features, k["mlp"])
-        mlp.fc1.keep(None, mask)
-        mlp.fc2.keep(mask, None)
+        slice_head_dims(b.attn, k["attn"])
+        fix_attention(b.attn, keep_scale=False)
+        slice_mlp_hidden(b.mlp, k["mlp"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,19 +39,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import torch_pruning as tp
 from safetensors.torch import save_file
-from timm.layers import Attention
 from torch import nn
 
 from bench.budget import backbone_block_params, param_fraction
 from bench.errors import UserError
-from bench.models.petl import PetlModule, freeze_backbone, is_task_parameter
+from bench.models.calibration import sample_calibration
+from bench.models.gradients import hessian_gradients, taylor_gradients
+from bench.models.petl import freeze_backbone, is_task_parameter
+from bench.models.petl_base import PetlModule
+from bench.models.surgery import (
+    KeptIndices,
+    check_plain_attention,
+    fix_attention,
+    slice_block,
+    timm_block,
+)
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 
 DEPLOYED = "indices into the shared backbone"
-KeptIndices = list[dict[str, list[int]]]  # per block: {"attn": head-dim channels, "mlp": hidden}
 
 
 @dataclass
@@ -208,11 +215,6 @@ class DepGraphSLS(WidthPruner):
 # model structure
 
 
-def timm_block(block: nn.Module) -> nn.Module:
-    """The timm Block inside a PETL wrapper (Convpass/adapter), or the block itself."""
-    return getattr(block, "block", block)
-
-
 def check_supported(model: nn.Module) -> None:
     """Width pruning cuts the block's frozen Linears: PETL modules that wrap them are refused."""
     for block in model.blocks:
@@ -233,93 +235,9 @@ def check_supported(model: nn.Module) -> None:
         check_plain_attention(b.attn)
 
 
-def check_plain_attention(attn: nn.Module) -> None:
-    plain = isinstance(attn, Attention) and attn.gate is None
-    if not plain or not all(isinstance(m, nn.Identity) for m in (attn.q_norm, attn.norm)):
-        raise UserError(f"width pruning supports timm's plain Attention, not {attn}")
-
-
-class ScaledAttention(Attention):
-    """timm Attention whose softmax uses `self.scale` on every path (timm's fused path uses
-    head_dim ** -0.5 of the current q whatever `scale` says), so a pruned attention can keep the
-    unpruned scale; `attn_dim` 0 (a skipped branch) leaves only the projection's bias."""
-
-    def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
-        b, n, _ = x.shape
-        if self.attn_dim == 0:
-            return self.proj_drop(self.proj(x.new_zeros(b, n, 0)))
-        qkv = self.project_qkv(x)
-        qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop.p if self.training else 0.0,
-            is_causal=is_causal, scale=self.scale,
-        )  # fmt: skip
-        x = self.norm(x.transpose(1, 2).reshape(b, n, self.attn_dim))
-        return self.proj_drop(self.proj(x))
-
-    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
-        return self.qkv(x)
-
-
-def fix_attention(attn: Attention, keep_scale: bool) -> None:
-    """Set timm Attention's cached sizes from the pruned projections (heads kept, head dim cut).
-
-    `keep_scale`: the softmax scale stays the unpruned one (a ScaledAttention uses it); else it
-    follows the pruned head dim, as fused attention (SDPA's default) does.
-    """
-    attn.attn_dim = attn.proj.in_features
-    if attn.attn_dim % attn.num_heads or attn.qkv.out_features != 3 * attn.attn_dim:
-        raise RuntimeError(f"pruned attention does not split into {attn.num_heads} heads: {attn}")
-    attn.head_dim = attn.attn_dim // attn.num_heads
-    if keep_scale:
-        attn.__class__ = ScaledAttention if type(attn) is Attention else type(attn)
-    else:
-        attn.scale = attn.head_dim**-0.5
-
-
 def kept_widths(block: nn.Module) -> dict[str, int]:
     b = timm_block(block)
     return {"head_dim": b.attn.head_dim, "mlp_hidden": b.mlp.fc1.out_features}
-
-
-def keep_channels(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
-    """Keep the output (dim 0) or input (dim 1) channels `index` of a frozen Linear."""
-    index = index.to(linear.weight.device)
-    weight = linear.weight
-    linear.weight = nn.Parameter(weight.data.index_select(dim, index).clone(), weight.requires_grad)
-    if dim == 0:
-        if linear.bias is not None:
-            bias = linear.bias
-            linear.bias = nn.Parameter(bias.data.index_select(0, index).clone(), bias.requires_grad)
-        linear.out_features = len(index)
-    else:
-        linear.in_features = len(index)
-
-
-def slice_block(block: nn.Module, kept: dict[str, list[int]], keep_scale: bool) -> None:
-    """Re-apply a block's kept indices to a fresh (unpruned) timm Block."""
-    if "attn" in kept:
-        slice_head_dims(block.attn, kept["attn"])
-        fix_attention(block.attn, keep_scale)
-    if "mlp" in kept:
-        slice_mlp_hidden(block.mlp, kept["mlp"])
-
-
-def slice_head_dims(attn: Attention, kept: list[int]) -> None:
-    """Keep channels `kept` of the attention width in q, k and v alike, and in proj's input.
-    The caller sets the attention's cached sizes (`fix_attention`, or its own rule)."""
-    index = torch.tensor(kept, dtype=torch.long)
-    width = attn.proj.in_features
-    keep_channels(attn.qkv, torch.cat([index + part * width for part in range(3)]), 0)
-    keep_channels(attn.proj, index, 1)
-
-
-def slice_mlp_hidden(mlp: nn.Module, kept: list[int]) -> None:
-    index = torch.tensor(kept, dtype=torch.long)
-    keep_channels(mlp.fc1, index, 0)
-    keep_channels(mlp.fc2, index, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -495,65 +413,3 @@ def save_pruned_backbone(model: nn.Module, path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path))
     return path.stat().st_size
-
-
-# ---------------------------------------------------------------------------------------------
-# gradients for taylor and hessian
-
-
-def sample_calibration(loader, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` calibration images drawn without replacement (seeded) from the fixed-order loader."""
-    total = len(loader.split)
-    generator = torch.Generator().manual_seed(seed)
-    chosen = torch.zeros(total, dtype=torch.bool)
-    chosen[torch.randperm(total, generator=generator)[:n]] = True
-    images, labels, offset = [], [], 0
-    for x, y in loader:
-        mask = chosen[offset : offset + len(x)].to(x.device)
-        images.append(x[mask])
-        labels.append(y[mask])
-        offset += len(x)
-    return torch.cat(images), torch.cat(labels)
-
-
-def taylor_gradients(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
-) -> dict[str, torch.Tensor]:
-    """Cross-entropy gradients of the backbone parameters, summed over batches (what
-    torch-pruning's GroupTaylorImportance reads)."""
-    batches = zip(images.split(batch_size), labels.split(batch_size), strict=True)
-    return backbone_gradients(model, batches, squared=False)
-
-
-def hessian_gradients(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """The mean over samples of each backbone parameter's squared per-sample cross-entropy
-    gradient (OBD's diagonal Hessian estimate): what torch-pruning's GroupHessianImportance
-    accumulates with `accumulate_grad` after each sample's backward, as the SLS script does."""
-    samples = ((x[None], y[None]) for x, y in zip(images, labels, strict=True))
-    sums = backbone_gradients(model, samples, squared=True)
-    return {name: total / len(images) for name, total in sums.items()}
-
-
-def backbone_gradients(model: nn.Module, batches, squared: bool) -> dict[str, torch.Tensor]:
-    """Sum over `batches` of each backbone parameter's cross-entropy gradient (or its square),
-    in eval mode (dropout does not make them random); no optimizer step, freezing restored."""
-    was_training = model.training
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(True)
-    totals: dict[str, torch.Tensor] = {}
-    try:
-        for x, y in batches:
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            for name, p in model.named_parameters():
-                if p.grad is not None and not is_task_parameter(model, name):
-                    grad = p.grad.detach().pow(2) if squared else p.grad.detach()
-                    totals[name] = totals[name] + grad if name in totals else grad.clone()
-        return totals
-    finally:
-        model.zero_grad(set_to_none=True)
-        freeze_backbone(model)
-        model.train(was_training)

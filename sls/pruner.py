@@ -10,7 +10,7 @@ from importlib import metadata
 import torch
 
 from bench.errors import UserError
-from bench.models.truncate import keep_first
+from bench.models.surgery import keep_first
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 from sls.features import block_features
 from sls.parallel import block_score, decide_depth_parallel

@@ -9,7 +9,7 @@ import torch
 from bench.config import MeasureConfig
 from bench.measure import compare_throughput, count_macs, parameter_counts
 from bench.models.petl import attach_petl, resolve_settings
-from bench.models.truncate import keep_first
+from bench.models.surgery import keep_first
 from tests.conftest import tiny_vit
 
 CPU = torch.device("cpu")

@@ -16,8 +16,7 @@ import torch
 
 import bench.plugins  # noqa: F401  (registers every pruner)
 import sls.pruner
-from baselines.width import timm_block
-from bench.models.truncate import keep_blocks
+from bench.models.surgery import keep_blocks, timm_block
 from bench.pruning import PRUNERS, Budget, PruneContext, make_pruner
 from bench.tasks import get_task
 from tests.conftest import calibration_loader, petl_model

@@ -17,7 +17,7 @@ from baselines.similarity import (
     linear_cka,
     run_distances,
 )
-from bench.models.truncate import keep_blocks
+from bench.models.surgery import keep_blocks
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.tasks import get_task
 from tests.conftest import calibration_loader, petl_model

@@ -7,7 +7,7 @@ import torch
 from bench.cells import cell_key, sls_settings
 from bench.data import BatchLoader, ImageSplit
 from bench.models.petl import attach_petl, resolve_settings
-from bench.models.truncate import keep_first
+from bench.models.surgery import keep_first
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.run import run_benchmark
 from bench.state import rebuild, save_task_state

@@ -33,7 +33,7 @@ def test_state_of_a_truncated_model_rebuilds_through_the_pruner(tmp_path, regist
     class KeepTwo(NoPruning):
         @classmethod
         def restore(cls, model, state):
-            from bench.models.truncate import keep_first
+            from bench.models.surgery import keep_first
 
             return keep_first(model, state["k"])
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import baselines.width as width
+from bench.models.gradients import hessian_gradients, taylor_gradients
 from bench.models.petl import attach_petl, is_task_parameter, resolve_settings
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.tasks import get_task
@@ -102,8 +103,8 @@ def test_hessian_reads_the_mean_squared_per_sample_gradient():
     model = attach_petl(tiny_vit(), resolve_settings("convpass", "digits")).eval()
     images, labels = next(iter(calibration_loader()))
     images, labels = images[:2], labels[:2]
-    hessian = width.hessian_gradients(model, images, labels)
-    one, two = (width.taylor_gradients(model, images[i : i + 1], labels[i : i + 1], 1)
+    hessian = hessian_gradients(model, images, labels)
+    one, two = (taylor_gradients(model, images[i : i + 1], labels[i : i + 1], 1)
                 for i in (0, 1))  # fmt: skip
     name = "blocks.1.block.mlp.fc1.weight"
     assert torch.allclose(hessian[name], (one[name] ** 2 + two[name] ** 2) / 2)

@@ -1,1 +1,2 @@
-"""Models: a timm ViT backbone, PETL modules on it, and truncation to the first k blocks."""
+"""Models: a timm ViT backbone, PETL modules on it, and the model surgery, features and
+gradients the pruners share."""

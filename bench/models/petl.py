@@ -3,8 +3,9 @@ RepAdapter (re-parameterised into qkv and fc1 for inference), SPLoRA on every bl
 (its own module, bench/models/splora.py).
 
 A method is a small settings record plus a function that attaches its modules; it registers
-under its name in `PETL_METHODS`. Every PETL module subclasses `PetlModule`: its parameters, with
-the classifier head's, are what trains and what is stored per task.
+under its name in `PETL_METHODS`. Every PETL module subclasses `PetlModule`
+(bench/models/petl_base.py): its parameters, with the classifier head's, are what trains and what
+is stored per task.
 """
 
 from __future__ import annotations
@@ -12,37 +13,15 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from bench.errors import UserError
+from bench.models.petl_base import PetlModule, PetlSettings
 from bench.registry import Registry
-
-
-class PetlModule(nn.Module):
-    """Base class: parameters inside PetlModules train and are stored per task, except those of
-    the frozen backbone layers (or its own frozen backbone parameters) it names in
-    `frozen_children`."""
-
-    frozen_children: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PetlSettings:
-    """A PETL method's settings after per-task defaults are filled in (logged with every run)."""
-
-    method: str
-    dim: int = 8  # bottleneck width / LoRA rank
-    scale: float = 1.0
-    xavier_init: bool = False
-    dropout: float = 0.1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 # ---------------------------------------------------------------------------------------------
 # modules

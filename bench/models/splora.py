@@ -22,7 +22,7 @@ from sp_adapters import splora as splora_lib
 from sp_adapters.utils import copy_linear_params_
 from torch import nn
 
-from bench.models.petl import PetlModule, PetlSettings
+from bench.models.petl_base import PetlModule, PetlSettings
 
 LAYERS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")  # the adapted Linears of a block
 INIT_RANGE = 1e-4  # the library's default init of the adapter columns
