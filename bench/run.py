@@ -228,7 +228,7 @@ def cell_key(
     values = config.to_dict()
     for name in ("methods", "seeds", "pruners", "sweep", "suite", "preset"):
         values.pop(name)
-    values["train"] = config.train.identity()
+    values["train"], values["measure"] = config.train.identity(), config.measure.identity()
     spec = MethodSpec.parse(method)
     pruner = pruner or make_pruner(spec.name, config.pruners.get(spec.name))
     budget = str(pruner.budget_for(spec, config.budget))

@@ -67,3 +67,15 @@ def test_macs_and_parameters_are_the_models():
     assert counts["params/stored"] == counts["params/trainable"] == lora + d * 10 + 10
     assert counts["params/stored_no_head"] == lora
 
+
+def test_how_long_the_timer_works_is_not_part_of_a_sweep_cell_but_what_it_times_is():
+    from bench.run import cell_key
+    from tests.conftest import tiny_config
+
+    def key(**measure):
+        config = tiny_config()
+        config.measure = replace(config.measure, **measure)
+        return cell_key(config, "none", 0, "weights")
+
+    assert key(ratio_target=0.01, max_seconds=5) == key(ratio_target=None) == key()
+    assert key(rounds=5) != key() and key(timed_iters=7) != key() and key(dtype="bfloat16") != key()
