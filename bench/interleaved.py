@@ -57,13 +57,13 @@ class Rounds:
 
 
 def interleave(
-    time_round: Callable[[int], tuple[float, float]],
+    time_round: Callable[[], tuple[float, float]],
     min_rounds: int,
     target: float | None,
     max_seconds: float,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Rounds:
-    """Run `time_round(i)` -> (reference, candidate) for i = 0, 1, ...: `min_rounds` rounds, then
+    """Run `time_round()` -> (reference, candidate) throughputs: `min_rounds` rounds, then
     more until the ratio's interval has a relative half-width of at most `target`, or until
     `max_seconds` have passed since the first round began. `target` None: `min_rounds` rounds."""
     if min_rounds < 1:
@@ -71,7 +71,7 @@ def interleave(
     start = clock()
     rounds = Rounds()
     while True:
-        reference, candidate = time_round(len(rounds.reference))
+        reference, candidate = time_round()
         rounds.reference.append(reference)
         rounds.candidate.append(candidate)
         rounds.interval = ratio_interval(rounds.ratios)

@@ -126,7 +126,7 @@ def compare_throughput(
 def _round_timer(reference: nn.Module, candidate: nn.Module, args: tuple):
     """One interleaved round: the reference's throughput, then the candidate's."""
 
-    def time_round(_: int) -> tuple[float, float]:
+    def time_round() -> tuple[float, float]:
         return throughput(reference, *args), throughput(candidate, *args)
 
     return time_round
