@@ -104,10 +104,25 @@ class MeasureConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
     warmup_iters: int = 50
     timed_iters: int = 100
-    rounds: int = 3  # interleaved rounds of pruned vs unpruned; the median ratio is reported
+    rounds: int = 3  # interleaved rounds of pruned vs unpruned, at least; the median ratio is
+    #                  reported with its 95 % interval over the rounds
     threads: int | None = None  # torch CPU threads (None: torch's default)
     dtype: str = "float32"  # float32 | bfloat16 (autocast)
     compile: bool = False
+    # how long the timer works, not what it estimates (`PRECISION_ONLY`: not part of a cell's
+    # identity): rounds are added until the ratio's interval is within ±ratio_target of it
+    # (None: exactly `rounds`), or until max_seconds per batch size have passed
+    ratio_target: float | None = 0.03
+    max_seconds: float = 60.0
+
+    PRECISION_ONLY: ClassVar[tuple[str, ...]] = ("ratio_target", "max_seconds")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide what is measured (not how precisely)."""
+        values = dataclasses.asdict(self)
+        for name in self.PRECISION_ONLY:
+            values.pop(name)
+        return values
 
 
 @dataclass
@@ -174,7 +189,7 @@ class RunConfig:
         values = self.run_values()
         for name in self.LABEL_FIELDS:
             values.pop(name)
-        values["train"] = self.train.identity()
+        values["train"], values["measure"] = self.train.identity(), self.measure.identity()
         return values
 
 

@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench import record as R
 from bench.config import MeasureConfig
+from bench.interleaved import Rounds, interleave
 from bench.models.petl import is_task_parameter, merged_copy, task_parameter_names
 
 
@@ -103,22 +104,46 @@ def compare_throughput(
     device: torch.device,
     cfg: MeasureConfig,
 ) -> dict[str, float]:
-    """Throughput of both models and the candidate's speedup, interleaved round by round.
+    """Throughput of both models and the candidate's speedup, interleaved round by round, for
+    each batch size: at least `cfg.rounds` rounds, more until the speedup's 95 % interval is
+    within `cfg.ratio_target` or `cfg.max_seconds` have passed (`bench.interleaved`).
 
-    Returns `throughput/bs{B}`, `throughput_unpruned/bs{B}` (medians over rounds) and
-    `speedup/bs{B}` (median of the per-round ratios) for each batch size.
+    Returns `throughput/bs{B}`, `throughput_unpruned/bs{B}` (medians over rounds),
+    `speedup/bs{B}` (median of the per-round ratios), its interval `speedup_low/bs{B}` and
+    `speedup_high/bs{B}` (none below 2 rounds), `speedup_rounds/bs{B}` and, where a target was
+    set, `speedup_target_met/bs{B}` (1 or 0).
     """
     reference, candidate = _maybe_compile(reference, cfg), _maybe_compile(candidate, cfg)
     out: dict[str, float] = {}
     for batch in cfg.batch_sizes:
-        ref, cand = [], []
-        for _ in range(cfg.rounds):
-            args = (batch, image_size, device, cfg.warmup_iters, cfg.timed_iters, cfg.dtype)
-            ref.append(throughput(reference, *args))
-            cand.append(throughput(candidate, *args))
-        out[f"throughput/bs{batch}"] = statistics.median(cand)
-        out[f"throughput_unpruned/bs{batch}"] = statistics.median(ref)
-        out[f"speedup/bs{batch}"] = statistics.median(c / r for c, r in zip(cand, ref, strict=True))
+        args = (batch, image_size, device, cfg.warmup_iters, cfg.timed_iters, cfg.dtype)
+        time_round = _round_timer(reference, candidate, args)
+        rounds = interleave(time_round, cfg.rounds, cfg.ratio_target, cfg.max_seconds)
+        out.update(rounds_metrics(batch, rounds, cfg.ratio_target is not None))
+    return out
+
+
+def _round_timer(reference: nn.Module, candidate: nn.Module, args: tuple):
+    """One interleaved round: the reference's throughput, then the candidate's."""
+
+    def time_round() -> tuple[float, float]:
+        return throughput(reference, *args), throughput(candidate, *args)
+
+    return time_round
+
+
+def rounds_metrics(batch: int, rounds: Rounds, targeted: bool) -> dict[str, float]:
+    out = {
+        R.throughput(batch): statistics.median(rounds.candidate),
+        R.throughput_unpruned(batch): statistics.median(rounds.reference),
+        R.speedup(batch): statistics.median(rounds.ratios),
+        R.speedup_rounds(batch): len(rounds.ratios),
+    }
+    if rounds.interval is not None:
+        out[R.speedup_low(batch)] = rounds.interval.low
+        out[R.speedup_high(batch)] = rounds.interval.high
+    if targeted:
+        out[R.speedup_target_met(batch)] = float(rounds.target_met)
     return out
 
 

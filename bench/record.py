@@ -95,6 +95,27 @@ def speedup(batch: int) -> str:
     return f"{SPEEDUP_PREFIX}{batch}"
 
 
+def speedup_low(batch: int) -> str:
+    """The lower end of `speedup/bs<N>`'s 95 % interval over the interleaved rounds (absent where
+    too few rounds were timed for one)."""
+    return f"speedup_low/bs{batch}"
+
+
+def speedup_high(batch: int) -> str:
+    return f"speedup_high/bs{batch}"
+
+
+def speedup_rounds(batch: int) -> str:
+    """How many interleaved rounds the speedup at this batch took."""
+    return f"speedup_rounds/bs{batch}"
+
+
+def speedup_target_met(batch: int) -> str:
+    """1 where the rounds stopped with the interval under `measure.ratio_target`, 0 where they
+    stopped at `measure.max_seconds`; absent when no target was set."""
+    return f"speedup_target_met/bs{batch}"
+
+
 def merged(metric: str) -> str:
     """`speedup/bs1` -> `speedup_merged/bs1`: the same measurement with adapters merged."""
     family, _, batch = metric.partition("/")

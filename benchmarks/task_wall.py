@@ -37,7 +37,7 @@ import torch
 
 MATMUL_N = {True: 8192, False: 4096}  # on GPU, on CPU
 CPU_MEASURE = {"measure.warmup_iters": 2, "measure.timed_iters": 5, "measure.rounds": 1,
-               "measure.batch_sizes": "1,8"}  # fmt: skip
+               "measure.batch_sizes": "1,8", "measure.ratio_target": "none"}  # fmt: skip
 
 
 @dataclass
@@ -199,9 +199,11 @@ def method_parts(name, config, metrics, wall, full_flop, train_images, test_imag
     if "retrain/seconds" in metrics:
         parts += training_parts(f"{name} retrain", "retrain", metrics, config.train.batch_size,
                                 pruned_flop, train_images, test_images)  # fmt: skip
-    measure = config.measure
-    per_batch = measure.rounds * (measure.warmup_iters + measure.timed_iters)
-    images = per_batch * sum(measure.batch_sizes)
+    from bench import record
+
+    measure = config.measure  # rounds as many as the run logged (adaptive), at least measure.rounds
+    rounds = {b: metrics.get(record.speedup_rounds(b), measure.rounds) for b in measure.batch_sizes}
+    images = sum(rounds[b] * (measure.warmup_iters + measure.timed_iters) * b for b in rounds)
     parts.append(Part(f"{name}: measure throughput vs unpruned", metrics["measure/seconds"],
                       images * (full_flop + pruned_flop)))  # fmt: skip
     counted = sum(p.seconds for p in parts)

@@ -81,6 +81,7 @@ def tiny_config(**overrides):
         "measure.warmup_iters": 1,
         "measure.timed_iters": 2,
         "measure.rounds": 1,
+        "measure.ratio_target": None,
         "measure.batch_sizes": [1, 8],
         "suite": "tests",
         **overrides,

@@ -2,6 +2,7 @@
 by about what its MACs say, and the MACs and parameter counts are the model's."""
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from bench.models.surgery import keep_first
 from tests.conftest import tiny_vit
 
 CPU = torch.device("cpu")
-TIMING = MeasureConfig(batch_sizes=[8], warmup_iters=2, timed_iters=6, rounds=3)
+TIMING = MeasureConfig(batch_sizes=[8], warmup_iters=2, timed_iters=6, rounds=3, ratio_target=None)
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,22 @@ def deep_model():
 
 def test_a_model_against_itself_measures_about_one(deep_model):
     out = compare_throughput(deep_model, deep_model, 16, CPU, TIMING)
-    assert set(out) == {"throughput/bs8", "throughput_unpruned/bs8", "speedup/bs8"}
+    assert set(out) == {"throughput/bs8", "throughput_unpruned/bs8", "speedup/bs8",
+                        "speedup_low/bs8", "speedup_high/bs8", "speedup_rounds/bs8"}  # fmt: skip
     assert 0.6 < out["speedup/bs8"] < 1.6
+    assert out["speedup_rounds/bs8"] == 3
+
+
+def test_a_model_against_itself_has_an_interval_that_contains_one(deep_model):
+    """The A/A measurement, adaptive: a 95 % interval misses 1 one time in 20 by design, so of
+    three independent measurements at least two must contain it (fails ~0.7 % of the time)."""
+    cfg = replace(TIMING, ratio_target=0.03, max_seconds=5)
+    measured = [compare_throughput(deep_model, deep_model, 16, CPU, cfg) for _ in range(3)]
+    contain = [m["speedup_low/bs8"] <= 1 <= m["speedup_high/bs8"] for m in measured]
+    assert sum(contain) >= 2, measured
+    for m in measured:
+        assert m["speedup_rounds/bs8"] >= 3
+        assert m["speedup_high/bs8"] / m["speedup_low/bs8"] < 1.3
 
 
 def test_a_truncated_model_is_faster_by_about_its_macs_ratio(deep_model):
@@ -51,3 +66,16 @@ def test_macs_and_parameters_are_the_models():
     lora = 4 * d * 8  # q and v, down and up, rank 8
     assert counts["params/stored"] == counts["params/trainable"] == lora + d * 10 + 10
     assert counts["params/stored_no_head"] == lora
+
+
+def test_how_long_the_timer_works_is_not_part_of_a_sweep_cell_but_what_it_times_is():
+    from bench.run import cell_key
+    from tests.conftest import tiny_config
+
+    def key(**measure):
+        config = tiny_config()
+        config.measure = replace(config.measure, **measure)
+        return cell_key(config, "none", 0, "weights")
+
+    assert key(ratio_target=0.01, max_seconds=5) == key(ratio_target=None) == key()
+    assert key(rounds=5) != key() and key(timed_iters=7) != key() and key(dtype="bfloat16") != key()

@@ -109,7 +109,8 @@ SWEEP = ["sweep", "--preset", "demo", "--tasks", "digits", "--methods", "none,re
          "--seeds", "0,1", "--budget", "keep:2", "--suite", SUITE, "--no-progress",
          f"--set=model.kwargs={json.dumps(TINY_VIT)}", "--set=train.epochs=1",
          "--set=train.warmup_epochs=0", "--set=measure.warmup_iters=1",
-         "--set=measure.timed_iters=2", "--set=measure.rounds=1", "--set=measure.batch_sizes=1,8"]  # fmt: skip
+         "--set=measure.timed_iters=2", "--set=measure.rounds=1", "--set=measure.batch_sizes=1,8",
+         "--set=measure.ratio_target=none"]  # fmt: skip
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ def _tiny_options():
         "--set", f"model.kwargs={{{kwargs}}}", "--set", "train.warmup_epochs=1",
         "--set", "train.eval_every=1", "--set", "measure.warmup_iters=1",
         "--set", "measure.timed_iters=2", "--set", "measure.rounds=1",
-        "--set", "measure.batch_sizes=1,8",
+        "--set", "measure.batch_sizes=1,8", "--set", "measure.ratio_target=none",
     ]  # fmt: skip
 
 
