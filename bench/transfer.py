@@ -26,7 +26,7 @@ from bench.paths import cache_dir
 from bench.state import load_task_tensors, save_task_state
 from bench.train import TrainResult, reset_peak_gpu_memory, train
 
-TRANSFER_FORMAT = 1
+TRANSFER_FORMAT = 2  # 2: Convpass branches drop-pathed apart from attention (training changed)
 CHECKPOINTS = ("last", "best_of_evals")
 STATE_FILE = "state.safetensors"
 RESULT_FILE = "result.json"

@@ -207,34 +207,48 @@ class AdapterBlock(nn.Module):
 class ParallelBranchBlock(AdapterBlock):
     """A timm Block plus optional parallel branches on its attention and MLP residuals.
 
-    `x = x + attn(LN1 x) + a(in_a)`, `x = x + mlp(LN2 x) + m(in_m)`, where the branch input is the
-    normed input (Convpass) or the residual stream itself (AdaptFormer). Drop-path covers both.
+    `x = x + DP(attn(LN1 x)) + DP'(a(in_a))`, `x = x + DP(mlp(LN2 x)) + DP'(m(in_m))`, where the
+    branch input is the normed input (Convpass) or the residual stream itself (AdaptFormer).
+    `branch_drop_path`: "separate" draws the branch's own drop-path mask, independent of the main
+    path's (Convpass's `forward_block`, which the SLS authors copy, calls `drop_path` on each);
+    "none" leaves the branch undropped (AdaptFormer's parallel adapter is added after the MLP's
+    drop-path).
     """
 
     adapter_roles = ("attn_branch", "mlp_branch")
+    BRANCH_DROP_PATHS = ("separate", "none")
 
-    def __init__(self, block: nn.Module, attn_branch=None, mlp_branch=None, normed_input=True):
+    def __init__(self, block: nn.Module, attn_branch=None, mlp_branch=None, normed_input=True,
+                 branch_drop_path: str = "separate"):  # fmt: skip
         super().__init__()
+        if branch_drop_path not in self.BRANCH_DROP_PATHS:
+            raise ValueError(f"branch_drop_path {branch_drop_path!r}: {self.BRANCH_DROP_PATHS}")
         self.block, self.attn_branch, self.mlp_branch = block, attn_branch, mlp_branch
-        self.normed_input = normed_input
+        self.normed_input, self.branch_drop_path = normed_input, branch_drop_path
+
+    def _branch(
+        self, branch: nn.Module, h: torch.Tensor, x: torch.Tensor, drop_path
+    ) -> torch.Tensor:
+        out = branch(h if self.normed_input else x)
+        return drop_path(out) if self.branch_drop_path == "separate" else out
 
     def attn_residual(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False):
         """The residual stream after the attention branch (and its parallel PETL branch)."""
         b = self.block
         h = b.norm1(x)
-        out = b.ls1(b.attn(h, attn_mask=attn_mask, is_causal=is_causal))
+        x_out = x + b.drop_path1(b.ls1(b.attn(h, attn_mask=attn_mask, is_causal=is_causal)))
         if self.attn_branch is not None:
-            out = out + self.attn_branch(h if self.normed_input else x)
-        return x + b.drop_path1(out)
+            x_out = x_out + self._branch(self.attn_branch, h, x, b.drop_path1)
+        return x_out
 
     def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
         """The residual stream after the MLP branch (and its parallel PETL branch)."""
         b = self.block
         h = b.norm2(x)
-        out = b.ls2(b.mlp(h))
+        x_out = x + b.drop_path2(b.ls2(b.mlp(h)))
         if self.mlp_branch is not None:
-            out = out + self.mlp_branch(h if self.normed_input else x)
-        return x + b.drop_path2(out)
+            x_out = x_out + self._branch(self.mlp_branch, h, x, b.drop_path2)
+        return x_out
 
 
 class RepAdapterBlock(AdapterBlock):
@@ -301,8 +315,9 @@ def _attach_convpass(model: VisionTransformer, settings: PetlSettings) -> None:
 def _attach_adapter(model: VisionTransformer, settings: PetlSettings) -> None:
     for i, block in enumerate(model.blocks):
         model.blocks[i] = ParallelBranchBlock(
-            block, None, BottleneckAdapter(model.embed_dim, settings), normed_input=False
-        )
+            block, None, BottleneckAdapter(model.embed_dim, settings), normed_input=False,
+            branch_drop_path="none",
+        )  # fmt: skip
 
 
 def _attach_lora(model: VisionTransformer, settings: PetlSettings) -> None:
