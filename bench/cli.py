@@ -153,8 +153,8 @@ def config_from(preset: str, values: dict):
 
     plain, pruner_options = _split_pruner_options(values)
     config = load_config(preset, plain)
-    for name, options in pruner_options.items():
-        config.pruners.setdefault(name, {}).update(_typed(options))
+    for name, options in pruner_options.items():  # typed by the pruner when it is built
+        config.pruners.setdefault(name, {}).update(options)
     return config
 
 
@@ -164,18 +164,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     outcomes = run_benchmark(resolved_config(args), progress=not args.no_progress)
     print(summary(outcomes))
     return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
-
-
-def _typed(options: dict[str, str]) -> dict:
-    import json
-
-    def parse(value: str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-
-    return {k: parse(v) for k, v in options.items()}
 
 
 def summary(outcomes) -> str:
