@@ -164,33 +164,32 @@ def backbone_family(model: nn.Module) -> str:
     return "vit" if isinstance(model, VisionTransformer) else type(model).__name__.lower()
 
 
-def check_supported(pruner: type[Pruner], petl: str, backbone: str) -> None:
+def check_supported(pruner: type[Pruner], petl: str, backbone: str | None = None) -> None:
     """A one-line UserError, with what to use instead, where `pruner` does not prune models of
-    the PETL method `petl` on a backbone of the family `backbone`."""
+    the PETL method `petl` on a backbone of the family `backbone` (None: not known yet)."""
     petl = PETL_METHODS.canonical(petl)
+    instead = ",".join(_pruners_for(petl, backbone))
     if pruner.petl_methods is not None and petl not in pruner.petl_methods:
         supported = [p for p in PETL_METHODS.names() if p in pruner.petl_methods]
         raise UserError(
             f"{pruner.name} does not prune PETL {petl} models (it supports "
-            f"{', '.join(supported)}); use PETL={supported[0]} or "
-            f"METHODS={','.join(_pruners_for(petl, backbone))}"
+            f"{', '.join(supported)}); use PETL={supported[0]} or METHODS={instead}"
         )
-    if backbone not in pruner.backbones:
+    if backbone is not None and backbone not in pruner.backbones:
         raise UserError(
             f"{pruner.name} does not prune {backbone} backbones (it supports "
-            f"{', '.join(sorted(pruner.backbones))}); use one of those or "
-            f"METHODS={','.join(_pruners_for(petl, backbone))}"
+            f"{', '.join(sorted(pruner.backbones))}); use one of those or METHODS={instead}"
         )
 
 
-def _pruners_for(petl: str, backbone: str) -> list[str]:
+def _pruners_for(petl: str, backbone: str | None) -> list[str]:
     """The registered pruners (not the controls) that prune this PETL method and backbone."""
     return [
         name
         for name, cls in PRUNERS.items()
         if cls.fixed_budget != "none"
         and (cls.petl_methods is None or petl in cls.petl_methods)
-        and backbone in cls.backbones
+        and (backbone is None or backbone in cls.backbones)
     ]
 
 

@@ -35,6 +35,7 @@ from bench.models.backbone import create_backbone, weights_sha256
 from bench.models.petl import PetlSettings, attach_petl, merged_copy, resolve_settings
 from bench.paths import cache_dir
 from bench.pruning import (
+    PRUNERS,
     Budget,
     MethodSpec,
     PruneContext,
@@ -127,26 +128,27 @@ def preflight(config: RunConfig) -> Preflight:
     )  # fmt: skip
     Budget.parse(config.budget)
     check_recipe(config.train)
+    methods, left_out = plan_methods(config)
     backbone = create_backbone(  # a clear error for an unknown backbone or an unfitting checkpoint
         config.model.backbone, task.num_classes, config.data.image_size, 0.0,
         config.model.checkpoint, config.model.pretrained, config.model.kwargs,
     )  # fmt: skip
-    methods, left_out = plan_methods(config, backbone_family(backbone))
+    for spec in methods:
+        check_supported(PRUNERS.get(spec.name), settings.method, backbone_family(backbone))
     return Preflight(task, settings, methods, left_out, len(backbone.blocks))
 
 
-def plan_methods(config: RunConfig, backbone: str) -> tuple[list[MethodSpec], dict[str, str]]:
+def plan_methods(config: RunConfig) -> tuple[list[MethodSpec], dict[str, str]]:
     """The methods to run, each built with its settings and checked to prune the run's PETL
-    method on a `backbone` family backbone; those that would train another method's model again
-    are left out with the reason. Settings of pruners not run (SLS's, for `match-sls`) are
-    checked too."""
+    method; those that would train another method's model again are left out with the reason.
+    The settings of pruners not run (SLS's, for `match-sls`) are checked too."""
     for name, options in config.pruners.items():
         make_pruner(name, options)
     methods, left_out = [], {}
     for text in config.methods:
         spec = MethodSpec.parse(text)
         pruner = make_pruner(spec.name, config.pruners.get(spec.name))
-        check_supported(type(pruner), config.petl.method, backbone)
+        check_supported(type(pruner), config.petl.method)
         budget = pruner.budget_for(spec, config.budget)
         twin = pruner.same_model_as(budget)
         if twin:

@@ -71,7 +71,7 @@ def test_drop_last_at_sls_k_is_not_trained_a_second_time(capsys):
     outcomes = run_benchmark(_config("tests-fair-twin", ["sls", "drop_last"], seeds=[3]), False)
     assert [o.method for o in outcomes] == ["sls"]
     assert "drop_last at match-sls builds sls's model" in capsys.readouterr().out
-    methods, left_out = plan_methods(_config("x", ["drop_last"], budget="keep:2"), "vit")
+    methods, left_out = plan_methods(_config("x", ["drop_last"], budget="keep:2"))
     assert [str(m) for m in methods] == ["drop_last"] and not left_out
 
 
@@ -127,7 +127,7 @@ def test_fixed_depth_without_sls_runs_says_what_to_do():
 )  # fmt: skip
 def test_bad_method_budgets_are_refused_before_training(text, message):
     with pytest.raises(UserError, match=message):
-        plan_methods(_config("x", [text]), "vit")
+        plan_methods(_config("x", [text]))
 
 
 def test_method_specs_round_trip():

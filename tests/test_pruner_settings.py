@@ -68,6 +68,12 @@ def test_settings_of_a_pruner_not_run_are_checked_too(no_training, capsys):
     assert err.startswith("unknown method 'sl'. Did you mean 'sls'?")
 
 
+def test_backbone_family_is_checked_before_training(no_training, monkeypatch, capsys):
+    monkeypatch.setattr(PRUNERS.get("cka"), "backbones", frozenset({"swin"}))
+    err = _cli_error(["--methods", "none,cka"], capsys)
+    assert err.startswith("cka does not prune vit backbones (it supports swin); use one of those")
+
+
 def test_spa_names_the_petl_method_it_needs():
     with pytest.raises(UserError, match=r"\(it supports splora\); use PETL=splora or METHODS="):
         check_supported(PRUNERS.get("spa"), "adaptformer", "vit")  # an alias of adapter
