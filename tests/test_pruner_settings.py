@@ -33,6 +33,7 @@ def no_training(monkeypatch):
 
     monkeypatch.setattr(bench.run, "load_data", refuse)
     monkeypatch.setattr(bench.run, "transfer", refuse)
+    return refuse
 
 
 def _cli_error(argv, capsys) -> str:
@@ -44,7 +45,8 @@ def _cli_error(argv, capsys) -> str:
     return err.removeprefix("error: ")
 
 
-def test_unsupported_petl_fails_before_training_with_what_to_use(no_training, capsys):
+def test_unsupported_petl_fails_before_training_with_what_to_use(no_training, monkeypatch, capsys):
+    monkeypatch.setattr(bench.run, "create_backbone", no_training)  # nor any weights read
     err = _cli_error(["--petl", "lora", "--methods", "none,magnitude"], capsys)
     assert err.startswith(
         "magnitude does not prune PETL lora models (it supports convpass, adapter, repadapter); "
@@ -55,7 +57,8 @@ def test_unsupported_petl_fails_before_training_with_what_to_use(no_training, ca
     assert not {"none", "retrained", "magnitude", "taylor", "spa"} & set(offered)
 
 
-def test_bad_setting_value_fails_before_training(no_training, capsys):
+def test_bad_setting_value_fails_before_training(no_training, monkeypatch, capsys):
+    monkeypatch.setattr(bench.run, "create_backbone", no_training)
     err = _cli_error(["--methods", "sls", "--set", "pruners.sls.alpha=abc"], capsys)
     assert err == "pruners.sls.alpha 'abc': expected a number"
 
