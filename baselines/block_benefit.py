@@ -383,7 +383,8 @@ class BlockBenefit(Pruner):
     """Block benefit: a PETL adaptation of P3B (Glandorf & Rosenhahn, arXiv 2506.23675).
     See the module docstring for the method and where and why it departs from P3B."""
 
-    name = "block_benefit"
+    # the per-block adapter methods: LoRA's and SPLoRA's updates live inside the Linears it gates
+    petl_methods = frozenset({"convpass", "adapter", "repadapter"})
 
     # the schedule, as fractions of the training budget (BASELINES.md: 10, 40, 50 of 100 epochs)
     prune_start: float = 0.1
@@ -397,6 +398,14 @@ class BlockBenefit(Pruner):
     alpha: float = 0.5  # CLS vs patch benefit mix
     imp_scale: float = 10.0  # P3B's pr_block_imp_scale: the soft clip's ceiling
     tolerance: float = 0.02  # |achieved - target| as a fraction of backbone block parameters
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.prune_start < self.sparse_at <= self.harden_at <= 1:
+            raise UserError(
+                "pruners.block_benefit: need 0 <= prune_start < sparse_at <= harden_at <= 1, got "
+                f"{self.prune_start}, {self.sparse_at}, {self.harden_at}"
+            )
 
     def prune(self, ctx: PruneContext) -> PruneResult:
         model = ctx.model
@@ -449,8 +458,6 @@ class BlockBenefit(Pruner):
                            epochs_trained=float(schedule.epochs))  # fmt: skip
 
     def schedule(self, recipe: Recipe, images: int) -> Schedule:
-        if not 0 <= self.prune_start < self.sparse_at <= self.harden_at <= 1:
-            raise UserError("block_benefit: need 0 <= prune_start < sparse_at <= harden_at <= 1")
         epochs = self.epochs if self.epochs is not None else round(self.harden_at * recipe.epochs)
         if not 1 <= epochs <= recipe.epochs:
             raise UserError(

@@ -16,19 +16,18 @@ import random
 from abc import abstractmethod
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.budget import blocks_to_keep
-from bench.errors import UserError
 from bench.models.features import block_states
 from bench.models.surgery import keep_blocks
 from bench.pruning import PRUNERS, Budget, PruneContext, Pruner, PruneResult
 
-TOKENS = ("all", "cls")  # what block_influence averages over
+Tokens = Literal["all", "cls"]  # what block_influence averages over
 
 
 class LayerwisePruner(Pruner):
@@ -64,8 +63,6 @@ class DropLast(LayerwisePruner):
     """Keeps the first k blocks of an explicit `keep:k`: the truncated model the depth curve is
     made of. At `match-sls` it would be SLS's model, trained the same way, so it is not run."""
 
-    name = "drop_last"
-
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
         return list(range(k)), {}
 
@@ -80,7 +77,6 @@ class FixedDepth(LayerwisePruner):
     the rounded mean of SLS's k over the suite's finished SLS runs. Against SLS it shows whether
     choosing the depth per task helps; on a task whose SLS k equals that mean it is SLS's model."""
 
-    name = "fixed_depth"
     default_budget = "sls-mean"
 
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
@@ -94,8 +90,6 @@ class RandomBlocks(LayerwisePruner):
     run's seed (a stable hash of both), so tasks with the same k do not all drop the same
     blocks. One run is one draw (the harness retrains and evaluates one model per run): K draws
     are K seeds (SEEDS=0,...,K-1), and the tables average over seeds."""
-
-    name = "random_blocks"
 
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
         num_blocks = len(ctx.model.blocks)
@@ -120,14 +114,10 @@ class BlockInfluence(LayerwisePruner):
     every token, as ShortGPT over a sequence's hidden states; `tokens="cls"` scores only the CLS
     token, the one the classifier head reads."""
 
-    name = "block_influence"
-
     max_images: int | None = None  # None: every calibration image (train800val200)
-    tokens: str = "all"  # all | cls
+    tokens: Tokens = "all"
 
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
-        if self.tokens not in TOKENS:
-            raise UserError(f"block_influence: tokens {self.tokens!r}; use {' or '.join(TOKENS)}")
         scores = block_influence(ctx.model, ctx.calibration, self.max_images, self.tokens)
         # ties broken by index, so the result does not depend on sort stability
         ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))

@@ -30,7 +30,7 @@ parameters (`budget_axis = "petl"`): keep:k of N blocks removes (N - k) / N of t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,8 @@ RECONSTRUCTION = (
     "Pear-style reconstruction from the paper's abstract and a review (the original code could "
     "not be checked): Taylor-scored adapters, pruned positions share the nearest kept adapter"
 )
-FOLDS = {
+Fold = Literal["none", "taylor", "mean"]
+FOLDS: dict[Fold, str] = {
     "none": "no weight folding: the shared adapter keeps its own weights",
     "taylor": "pruned adapters folded into the shared one (score-weighted average of weights)",
     "mean": "pruned adapters folded into the shared one (plain average of weights)",
@@ -61,17 +62,16 @@ class Pear(Pruner):
     A Pear-style reconstruction from the paper (the original code could not be checked): see the
     module docstring for what is and is not from the paper."""
 
-    name = "pear"
     budget_axis = "petl"
+    # the per-block adapter methods: LoRA's updates wrap the frozen qkv, SPLoRA's every Linear
+    petl_methods = frozenset({"convpass", "adapter", "repadapter"})
 
     batches: int = 10  # calibration batches for the Taylor gradients
     batch_size: int = 32
-    fold: str = "none"  # knowledge checkpoint: none | taylor (score-weighted mean) | mean
+    fold: Fold = "none"  # knowledge checkpoint: none | taylor (score-weighted mean) | mean
     tolerance: float = 0.05  # |achieved - target| as a fraction of PETL parameters
 
     def prune(self, ctx: PruneContext) -> PruneResult:
-        if self.fold not in FOLDS:
-            raise UserError(f"pear: unknown fold {self.fold!r}; use {', '.join(FOLDS)}")
         model = ctx.model
         adapters = adapter_paths(model)
         target = param_fraction(ctx.budget, len(model.blocks))

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,12 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.layerwise import LayerwisePruner
-from bench.errors import UserError
 from bench.models.calibration import calibration_batches
 from bench.models.features import block_states
 from bench.pruning import PRUNERS, PruneContext, PruneResult
 
-TOKENS = ("cls", "all")
+Tokens = Literal["cls", "all"]
 ALL_TOKEN_CHUNK = 16  # images per forward when every token's state is kept (ViT-B: ~250 MB)
 
 
@@ -74,14 +73,10 @@ class Angular(RecordsRemoved):
     whatever n the budget gives, so that the curve means the same at every budget.
     """
 
-    name = "angular"
-
-    tokens: str = "cls"  # cls | all (mean over every token of the per-token distance)
+    tokens: Tokens = "cls"  # all: the mean over every token of the per-token distance
     max_images: int | None = None  # None: every calibration image (train800val200)
 
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
-        if self.tokens not in TOKENS:
-            raise UserError(f"angular: unknown tokens {self.tokens!r}; valid: {', '.join(TOKENS)}")
         num_blocks = len(ctx.model.blocks)
         distances = angular_distances(ctx.model, ctx.calibration, self.tokens, self.max_images)
         n = num_blocks - k
@@ -162,8 +157,6 @@ class CKA(RecordsRemoved):
     Per-block curve (`score/block_NN`): 1 - CKA(model without block l alone, unpruned model),
     the similarity lost by removing block l from the full model (the greedy's first step).
     """
-
-    name = "cka"
 
     max_images: int | None = None  # None: every calibration image (train800val200)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -61,16 +61,14 @@ class SPA(Pruner):
     fc1, fc2 of every block of a SPLoRA transfer (`PETL=splora`); masks from the trained adapted
     weight; sliced, merged for deployment."""
 
-    name = "spa"
+    petl_methods = frozenset({"splora"})  # it prunes by the SPLoRA adapters the transfer trained
 
-    importance: str = "magnitude"  # magnitude | taylor (of the adapted weight)
+    importance: Literal["magnitude", "taylor"] = "magnitude"  # of the adapted weight
     batches: int = 10  # calibration batches for taylor
     batch_size: int = 32
     tolerance: float = 0.02  # |achieved - target| as a fraction of backbone block parameters
 
     def prune(self, ctx: PruneContext) -> PruneResult:
-        if self.importance not in ("magnitude", "taylor"):
-            raise UserError(f"spa: unknown importance {self.importance!r}; use magnitude or taylor")
         require_splora(ctx.model)
         model = ctx.model
         before = backbone_block_params(model)

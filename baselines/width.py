@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch_pruning as tp
@@ -69,14 +69,20 @@ class Trial:
     fraction: float  # backbone block parameters removed
 
 
-IMPORTANCES = ("l1", "l2", "taylor", "hessian", "random")  # the SLS authors' DepGraph choices
+# the SLS authors' DepGraph choices
+Importance = Literal["l1", "l2", "taylor", "hessian", "random"]
+IMPORTANCES = get_args(Importance)
 
 
 @dataclass
 class WidthPruner(Pruner):
     """torch-pruning width pruning at a searched channel ratio; subclasses set the defaults."""
 
-    importance: str = "l2"  # l1 | l2 | taylor | hessian | random
+    # It cuts the block's frozen Linears: LoRA wraps qkv (its q/v updates would be pruned with
+    # it) and SPLoRA's adapters live inside those Linears (torch-pruning prunes nothing in them).
+    petl_methods = frozenset({"convpass", "adapter", "repadapter"})
+
+    importance: Importance = "l2"
     global_pruning: bool = False  # False: uniform per layer (SLS script); True: one ranking
     round_to: int | None = 2  # kept channel counts are multiples of this (SLS script: 2)
     keep_scale: bool = True  # keep the unpruned softmax scale (module docstring)
@@ -105,10 +111,6 @@ class WidthPruner(Pruner):
 
     def trials(self, ctx: PruneContext) -> Callable[[float], Trial]:
         """Prunes a copy of the model at a channel ratio (the importance's gradients once)."""
-        if self.importance not in IMPORTANCES:
-            raise UserError(
-                f"{self.name}: unknown importance {self.importance!r}; use {', '.join(IMPORTANCES)}"
-            )
         check_supported(ctx.model)
         grads = self.gradients(ctx)
 
@@ -173,8 +175,6 @@ class Magnitude(WidthPruner):
     """Group magnitude (torch-pruning GroupMagnitudeImportance): the L2 (or `importance=l1`)
     norm of each channel's coupled weights, averaged over the group."""
 
-    name = "magnitude"
-
 
 @PRUNERS.register("taylor")
 @dataclass
@@ -183,9 +183,7 @@ class Taylor(WidthPruner):
     over each channel's coupled weights, with dL/dw the cross-entropy gradient accumulated over
     `batches` seeded calibration batches of `batch_size` (the SLS authors: 10 of 32), no step."""
 
-    name = "taylor"
-
-    importance: str = "taylor"
+    importance: Importance = "taylor"
 
 
 @PRUNERS.register("depgraph_sls")
@@ -197,10 +195,9 @@ class DepGraphSLS(WidthPruner):
     the softmax scale of the pruned head, and no retraining (evaluated as pruned). Its budget is
     that ratio, not the run's."""
 
-    name = "depgraph_sls"
     fixed_budget = "auto"
 
-    importance: str = "taylor"
+    importance: Importance = "taylor"
     keep_scale: bool = False
     pruning_ratio: float = 0.3333  # the channel ratio of the SLS script
 

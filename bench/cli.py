@@ -161,8 +161,8 @@ def config_from(preset: str, values: dict):
 
     plain, pruner_options = _split_pruner_options(values)
     config = load_config(preset, plain)
-    for name, options in pruner_options.items():
-        config.pruners.setdefault(name, {}).update(_typed(options))
+    for name, options in pruner_options.items():  # typed by the pruner when it is built
+        config.pruners.setdefault(name, {}).update(options)
     return config
 
 
@@ -172,18 +172,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     outcomes = run_benchmark(resolved_config(args), progress=not args.no_progress)
     print(summary(outcomes))
     return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
-
-
-def _typed(options: dict[str, str]) -> dict:
-    import json
-
-    def parse(value: str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-
-    return {k: parse(v) for k, v in options.items()}
 
 
 def summary(outcomes) -> str:
@@ -220,7 +208,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_curve(args: argparse.Namespace) -> int:
     from bench import depth_curve, sweep, tables
-    from bench.run import preflight
+    from bench.preflight import preflight
 
     config = resolved_config(args)
     if not args.tasks:

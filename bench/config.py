@@ -8,6 +8,8 @@ The resolved config is flattened into MLflow params for every run.
 from __future__ import annotations
 
 import dataclasses
+import json
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,33 +247,42 @@ def set_value(config: Any, dotted: str, value: Any, prefix: str = "") -> None:
         hint = ", ".join(sorted(fields))
         raise UserError(f"unknown setting {prefix}{dotted!r}; settings here: {hint}")
     hint = typing.get_type_hints(type(target))[leaf]
-    setattr(target, leaf, _coerce(value, hint, f"{prefix}{dotted}"))
+    setattr(target, leaf, coerce(value, hint, f"{prefix}{dotted}"))
 
 
-def _coerce(value: Any, hint: Any, name: str) -> Any:
-    if not isinstance(value, str):
-        return value
+def coerce(value: Any, hint: Any, name: str) -> Any:
+    """`value` as the type `hint` says: a string (the command line) is parsed, a typed value (a
+    preset, a caller) is checked only against a `Literal`'s choices. Raises a one-line UserError
+    such as "pruners.sls.alpha 'abc': expected a number"."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if value.lower() in ("none", "null") and type(None) in args:
-        return None
-    if args and type(None) in args:
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
         hint = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(hint), typing.get_args(hint)
-    try:
-        if hint is bool:
-            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("1", "true", "yes")
-        if hint in (int, float):
+    if origin is typing.Literal:
+        if value not in args:
+            raise UserError(f"{name} {value!r}: expected one of {', '.join(map(str, args))}")
+        return value
+    if not isinstance(value, str):
+        return value
+    if hint is bool:
+        if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise UserError(f"{name} {value!r}: expected true or false")
+        return value.lower() in ("1", "true", "yes")
+    if hint in (int, float):
+        try:
             return hint(value)
-        if origin is list:
-            return [args[0](v.strip()) for v in value.split(",") if v.strip()]
-        if origin is dict:
-            import json
-
+        except ValueError:
+            what = "an integer" if hint is int else "a number"
+            raise UserError(f"{name} {value!r}: expected {what}") from None
+    if origin is list:
+        return [coerce(v.strip(), args[0], name) for v in value.split(",") if v.strip()]
+    if origin is dict:
+        try:
             return json.loads(value)
-    except ValueError:
-        raise UserError(f"setting {name!r}: cannot read {value!r} as {hint}") from None
+        except json.JSONDecodeError:
+            raise UserError(f"{name} {value!r}: expected a JSON object") from None
     return value
 
 

@@ -2,23 +2,29 @@
 budget, and returns the pruned model with a record of its decision.
 
 A pruner is a dataclass (its fields are its settings, filled from `pruners.<name>.*` in the
-config) registered by name in `PRUNERS`. `prune` decides and applies; `restore` re-applies a
-stored decision to a fresh PETL model so per-task state files rebuild the deployed model.
+config, typed by their annotations) registered by name in `PRUNERS`, which gives it its `name`.
+It declares the PETL methods and backbone families it prunes (`petl_methods`, `backbones`) and
+checks its settings when built (`__post_init__`), so a run fails before any training.
+`prune` decides and applies; `restore` re-applies a stored decision to a fresh PETL model so
+per-task state files rebuild the deployed model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from bench.config import Recipe
+from bench.config import Recipe, coerce
 from bench.errors import UserError
+from bench.models.petl import PETL_METHODS
 from bench.registry import Registry
 from bench.tasks import TaskSpec
 
@@ -85,14 +91,25 @@ class PruneResult:
 
 
 class Pruner(ABC):
-    """Subclasses are dataclasses whose fields are their settings."""
+    """Subclasses are dataclasses whose fields are their settings, typed by their annotations; a
+    subclass checks their ranges in its `__post_init__`, after calling this one's."""
 
-    name: str = ""
+    name: ClassVar[str] = ""  # given by `PRUNERS.register`
+    petl_methods: ClassVar[frozenset[str] | None] = None  # the PETL methods it prunes; None: all
+    backbones: ClassVar[frozenset[str]] = frozenset({"vit"})  # backbone families it prunes
     fixed_budget: str | None = None  # set when the pruner ignores the run's budget ("none", "auto")
     default_budget: str | None = None  # replaces the run's `match-sls` default (e.g. "sls-mean")
     budget_axis: str = "backbone"  # what the budget's fraction removes: "backbone" | "petl" params
     # Settings that change how fast the pruner decides, never what: left out of `key_settings`.
     speed_only: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        """Each setting as its annotation says: strings (the command line) parsed, `Literal`
+        choices checked, in one line such as "pruners.sls.alpha 'abc': expected a number"."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = coerce(getattr(self, f.name), hints[f.name], f"pruners.{self.name}.{f.name}")
+            setattr(self, f.name, value)
 
     @abstractmethod
     def prune(self, ctx: PruneContext) -> PruneResult: ...
@@ -127,7 +144,53 @@ class Pruner(ABC):
         return Budget.parse(text)
 
 
-PRUNERS: Registry[type[Pruner]] = Registry("method")
+class PrunerRegistry(Registry[type[Pruner]]):
+    """Pruner classes by name; registering one gives the class its `name`."""
+
+    def register(self, name: str, obj=None, *, aliases: tuple[str, ...] = ()):
+        def add(cls: type[Pruner]) -> type[Pruner]:
+            super(PrunerRegistry, self).register(name, cls, aliases=aliases)
+            cls.name = name
+            return cls
+
+        return add(obj) if obj is not None else add
+
+
+PRUNERS = PrunerRegistry("method")
+
+
+def backbone_family(model: nn.Module) -> str:
+    """The family a backbone belongs to, as pruners declare it in `Pruner.backbones`."""
+    return "vit" if isinstance(model, VisionTransformer) else type(model).__name__.lower()
+
+
+def check_supported(pruner: type[Pruner], petl: str, backbone: str | None = None) -> None:
+    """A one-line UserError, with what to use instead, where `pruner` does not prune models of
+    the PETL method `petl` on a backbone of the family `backbone` (None: not known yet)."""
+    petl = PETL_METHODS.canonical(petl)
+    instead = ",".join(_pruners_for(petl, backbone))
+    if pruner.petl_methods is not None and petl not in pruner.petl_methods:
+        supported = [p for p in PETL_METHODS.names() if p in pruner.petl_methods]
+        raise UserError(
+            f"{pruner.name} does not prune PETL {petl} models (it supports "
+            f"{', '.join(supported)}); use PETL={supported[0]} or METHODS={instead}"
+        )
+    if backbone is not None and backbone not in pruner.backbones:
+        raise UserError(
+            f"{pruner.name} does not prune {backbone} backbones (it supports "
+            f"{', '.join(sorted(pruner.backbones))}); use one of those or METHODS={instead}"
+        )
+
+
+def _pruners_for(petl: str, backbone: str | None) -> list[str]:
+    """The registered pruners (not the controls) that prune this PETL method and backbone."""
+    return [
+        name
+        for name, cls in PRUNERS.items()
+        if cls.fixed_budget != "none"
+        and (cls.petl_methods is None or petl in cls.petl_methods)
+        and (backbone is None or backbone in cls.backbones)
+    ]
 
 
 @dataclass(frozen=True)
@@ -150,6 +213,7 @@ class MethodSpec:
 
 
 def make_pruner(name: str, options: dict[str, Any] | None = None) -> Pruner:
+    """The pruner `name` with its settings (`pruners.<name>.*`), checked as it is built."""
     cls = PRUNERS.get(name)
     options = options or {}
     known = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
@@ -164,7 +228,6 @@ def make_pruner(name: str, options: dict[str, Any] | None = None) -> Pruner:
 class NoPruning(Pruner):
     """The unpruned PETL model: the reference every pruner is compared with."""
 
-    name = "none"
     fixed_budget = "none"
 
     def prune(self, ctx: PruneContext) -> PruneResult:
@@ -178,7 +241,6 @@ class Retrained(Pruner):
     the pruners get, so a pruner's gain over `none` can be told apart from what the extra epochs
     alone do."""
 
-    name = "retrained"
     fixed_budget = "none"
 
     def prune(self, ctx: PruneContext) -> PruneResult:

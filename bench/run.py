@@ -30,16 +30,22 @@ from bench.data.loader import BatchLoader
 from bench.data.task_data import TaskData, calibration_loader, data_loaders, load_data
 from bench.describe import dataset_input, run_description
 from bench.gpus import resolve_device
-from bench.models.build import build_backbone, same_weights, weights_id
-from bench.models.petl import PetlSettings, resolve_settings
-from bench.pruning import Budget, MethodSpec, PruneContext, Pruner, PruneResult, make_pruner
+from bench.models.build import same_weights, weights_id
+from bench.models.petl import PetlSettings
+from bench.preflight import preflight
+from bench.pruning import (
+    Budget,
+    MethodSpec,
+    PruneContext,
+    Pruner,
+    PruneResult,
+    make_pruner,
+)
 from bench.run_params import run_params, run_tags
 from bench.state import save_task_state
 from bench.store import control_accuracies
-from bench.tasks import TaskSpec, get_task
 from bench.tracking import TrackedRun, client, one_line
 from bench.train import (
-    check_recipe,
     evaluate,
     headline,
     peak_gpu_memory_gb,
@@ -49,7 +55,7 @@ from bench.train import (
     train,
     training_metrics,
 )
-from bench.transfer import Transfer, check_transfer, transfer
+from bench.transfer import Transfer, transfer
 
 TASK_STATE_FILE = "task_state.safetensors"
 
@@ -63,53 +69,6 @@ class Outcome:
     metrics: dict[str, float]
     error: str = ""
     task: str = ""
-
-
-# ---------------------------------------------------------------------------------------------
-# checks before anything is decoded or trained
-
-
-@dataclass
-class Preflight:
-    task: TaskSpec
-    settings: PetlSettings
-    methods: list[MethodSpec]  # what runs, in order
-    left_out: dict[str, str]  # method -> why it is not run (it would duplicate another)
-    num_blocks: int
-
-
-def preflight(config: RunConfig) -> Preflight:
-    """Every name and file checked before any training, so bad input fails in one line."""
-    task = get_task(config.data.task)
-    p = config.petl
-    settings = resolve_settings(p.method, task.name, p.dim, p.scale, p.xavier_init, p.dropout)
-    Budget.parse(config.budget)
-    check_recipe(config.train)
-    check_transfer(config)
-    methods, left_out = plan_methods(config)
-    # a clear error for an unknown backbone or an unfitting checkpoint
-    backbone = build_backbone(config.model, task.num_classes, config.data.image_size, 0.0)
-    return Preflight(task, settings, methods, left_out, len(backbone.blocks))
-
-
-def plan_methods(config: RunConfig) -> tuple[list[MethodSpec], dict[str, str]]:
-    """The methods to run, each checked; those that would train another method's model again
-    are left out with the reason."""
-    methods, left_out = [], {}
-    for text in config.methods:
-        spec = MethodSpec.parse(text)
-        pruner = make_pruner(spec.name, config.pruners.get(spec.name))
-        budget = pruner.budget_for(spec, config.budget)
-        twin = pruner.same_model_as(budget)
-        if twin:
-            left_out[str(spec)] = (
-                f"{spec} at {budget} builds {twin}'s model, trained the same way: not run "
-                f"(its numbers are {twin}'s; give {spec.name} a depth with "
-                f"{spec.name}@keep:<k> or BUDGET=keep:<k>)"
-            )
-        elif spec not in methods:
-            methods.append(spec)
-    return methods, left_out
 
 
 # ---------------------------------------------------------------------------------------------

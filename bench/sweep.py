@@ -31,7 +31,8 @@ from bench.data import resolve_source
 from bench.errors import UserError
 from bench.models.build import weights_id
 from bench.paths import results_dir
-from bench.run import Outcome, preflight, run_benchmark
+from bench.preflight import preflight
+from bench.run import Outcome, run_benchmark
 from bench.store import experiment_id_of, runs_of
 from bench.tasks import TaskSpec, tasks_in
 from bench.tracking import client, get_experiment_id, one_line, raise_on_sigterm, tracking_uri

@@ -97,7 +97,7 @@ def demo_features() -> tuple[list[np.ndarray], np.ndarray]:
     from bench.data.task_data import calibration_loader, load_data
     from bench.gpus import resolve_device
     from bench.models.build import weights_id
-    from bench.run import preflight
+    from bench.preflight import preflight
     from bench.transfer import transfer
     from sls.features import block_features
 

@@ -132,8 +132,9 @@ def run_task(config, device: torch.device) -> tuple[list[Part], dict]:
     from bench.data.task_data import load_data
     from bench.measure import count_macs
     from bench.models.build import weights_id
+    from bench.preflight import preflight
     from bench.pruning import MethodSpec
-    from bench.run import RunContext, preflight, run_method
+    from bench.run import RunContext, run_method
     from bench.train import training_metrics
     from bench.transfer import transfer
 

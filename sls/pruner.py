@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
+from typing import Literal
 
 import torch
 
@@ -19,6 +20,10 @@ from sls.score import LABEL_METRICS, describe, score_name
 from sls.select import DepthDecision, decide_depth
 
 CHEAP_EMBEDDINGS = ("pca", "none")  # not worth a process each
+# the choices of sls.score.HIGHER_IS_BETTER, sls.embed.EMBED_METHODS, sls.features.FEATURES
+Metric = Literal["silhouette", "calinski_harabasz", "davies_bouldin", "probe", "knn"]
+Embedding = Literal["tsne", "opentsne", "pca", "none"]
+Feature = Literal["cls", "mean"]
 
 
 @PRUNERS.register("sls")
@@ -38,14 +43,13 @@ class SLS(Pruner):
     reference curve of the criteria table (`bench.tables_criteria`).
     """
 
-    name = "sls"
     fixed_budget = "auto"  # SLS chooses its own depth
 
     alpha: float = 0.3  # threshold = alpha * SC_N below the top block
     min_blocks: int = 1  # floor on k
-    embedding: str = "tsne"  # tsne (scikit-learn) | opentsne | pca | none
-    metric: str = "silhouette"  # silhouette, calinski_harabasz, davies_bouldin (1/DB), probe, knn
-    feature: str = "cls"  # cls | mean (of patch tokens)
+    embedding: Embedding = "tsne"  # tsne: scikit-learn's
+    metric: Metric = "silhouette"  # davies_bouldin: scored as 1/DB
+    feature: Feature = "cls"  # mean: of the patch tokens
     embed_seed: int = 0  # t-SNE random_state (the authors: 0)
     full_curve: bool = False  # embed every block (for plots) instead of the lazy scan
     # Processes embedding blocks at once (0: auto, see `scan_workers`; 1: in this process).
@@ -53,6 +57,13 @@ class SLS(Pruner):
     workers: int = 0
 
     speed_only = ("workers",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.workers < 0:
+            raise UserError(f"pruners.sls.workers must be >= 0 (0: auto), got {self.workers}")
+        if self.min_blocks < 1:
+            raise UserError(f"pruners.sls.min_blocks must be >= 1, got {self.min_blocks}")
 
     def prune(self, ctx: PruneContext) -> PruneResult:
         start = time.perf_counter()
@@ -97,8 +108,6 @@ class SLS(Pruner):
     def scan_workers(self, num_blocks: int) -> int:
         """`workers`, where 0 (auto) means one per torch thread (this process's share of the
         CPU) for t-SNE and 1 for the embeddings that take milliseconds."""
-        if self.workers < 0:
-            raise UserError(f"pruners.sls.workers must be >= 0 (0: auto), got {self.workers}")
         if self.workers == 0 and self.embedding in CHEAP_EMBEDDINGS:
             return 1
         return min(self.workers or torch.get_num_threads(), num_blocks)

@@ -26,7 +26,7 @@ def _error_of(argv, capsys) -> str:
         (["--preset", "dem"], "unknown preset 'dem'. Did you mean 'demo'?"),
         (["--checkpoint", "/nonexistent/ViT-B_16.npz"], "does not exist"),
         (["--set", "train.epochz=3"], "unknown setting 'train.epochz'"),
-        (["--seeds", "one"], "cannot read 'one'"),
+        (["--seeds", "one"], "seeds 'one': expected an integer"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(argv, expected, capsys):

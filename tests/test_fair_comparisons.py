@@ -6,8 +6,9 @@ import torch
 
 from bench import depth_curve, sweep
 from bench.errors import UserError
+from bench.preflight import plan_methods
 from bench.pruning import MethodSpec
-from bench.run import plan_methods, run_benchmark
+from bench.run import run_benchmark
 from bench.tracking import client
 from tests.conftest import calibration_loader, tiny_config
 

@@ -69,5 +69,5 @@ def test_block_influence_reads_every_token_or_the_cls_token_only():
 def test_block_influence_refuses_an_unknown_token_choice():
     ctx = PruneContext(tiny_vit(), [], get_task("digits"), Budget.parse("keep:2"), 0,
                        torch.device("cpu"), None)  # fmt: skip
-    with pytest.raises(UserError, match="use all or cls"):
+    with pytest.raises(UserError, match="tokens .patches.: expected one of all, cls"):
         make_pruner("block_influence", {"tokens": "patches"}).prune(ctx)

@@ -196,7 +196,7 @@ def test_speed_only_settings_are_not(field, value):
 @pytest.mark.parametrize("setting", ["train.dtype=float16", "train.lr_step=midway"])
 def test_an_unknown_dtype_or_lr_step_fails_before_training(setting):
     from bench.errors import UserError
-    from bench.run import preflight
+    from bench.preflight import preflight
 
     key, value = setting.split("=")
     with pytest.raises(UserError, match=key):

@@ -16,8 +16,9 @@ from bench.data.task_data import calibration_loader, load_data
 from bench.errors import UserError
 from bench.models.build import build_petl_model
 from bench.models.petl import resolve_settings
+from bench.preflight import preflight
 from bench.pruning import Budget, PruneContext, make_pruner
-from bench.run import preflight, run_benchmark
+from bench.run import run_benchmark
 from bench.state import read_task_state
 from bench.tasks import get_task
 from bench.tracking import client
