@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.tables import build_tables, tidy_runs, write_tables
+from bench.tables.runs import tidy_runs
+from bench.tables.write import build_tables, write_tables
 from bench.tracking import TrackedRun, client
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -315,7 +316,7 @@ def test_depth_curve_and_regret_tables_pick_the_right_depths(tmp_path):
 
 
 def test_ties_on_the_curve_go_to_the_smaller_depth():
-    from bench.depth_curve import best_k
+    from bench.tables.sls_regret import best_k
 
     points = pd.DataFrame({"k": [4, 5, 6], "accuracy": [80.0, 81.0, 81.0]})
     assert best_k(points) == (5, 81.0)
@@ -324,14 +325,14 @@ def test_ties_on_the_curve_go_to_the_smaller_depth():
 @pytest.mark.parametrize(("text", "depths"), [(None, list(range(1, 13))), ("1-3,12", [1, 2, 3, 12]),
                                                ("6", [6])])  # fmt: skip
 def test_keep_lists(text, depths):
-    from bench.depth_curve import parse_keep
+    from bench.curve import parse_keep
 
     assert parse_keep(text, 12) == depths
 
 
 @pytest.mark.parametrize("text", ["0-3", "13", "a-b"])
 def test_bad_keep_lists_are_refused(text):
-    from bench.depth_curve import parse_keep
+    from bench.curve import parse_keep
     from bench.errors import UserError
 
     with pytest.raises(UserError, match="KEEP="):
@@ -349,10 +350,8 @@ def test_no_epoch_note_when_every_method_trains_as_long_as_the_control(tmp_path)
 def test_index_page_shows_every_table_and_plot_with_images_beside_it(tmp_path):
     from html.parser import HTMLParser
 
-    from bench.report import write_index
-
-    written = build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE)
-    index = write_index(tmp_path, written, "golden")
+    written = build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE, suite="golden")
+    index = written[-1]
     assert index == tmp_path / "index.html"
 
     class Page(HTMLParser):
@@ -388,7 +387,7 @@ def test_index_page_shows_every_table_and_plot_with_images_beside_it(tmp_path):
 
 
 def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
-    from bench.tables import pareto_front
+    from bench.tables.accuracy_vs_throughput import pareto_front
 
     points = pd.DataFrame({"x": [1.0, 2.0, 3.0, 2.0, 1.0], "y": [90.0, 85.0, 80.0, 80.0, 89.0]})
     assert pareto_front(points, "x", "y").tolist() == [True, True, True, False, False]
@@ -401,7 +400,7 @@ def test_plots_people_expect_are_written(tmp_path):
 
 
 def test_a_method_evaluated_without_retraining_is_labelled_so():
-    from bench.tables import epoch_notes
+    from bench.tables.efficiency import epoch_notes
 
     runs = pd.DataFrame(
         {"task": ["cifar"] * 3, "petl": ["convpass"] * 3, "seed": [0] * 3,
