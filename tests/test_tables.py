@@ -2,6 +2,7 @@
 
 import os
 import statistics
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -348,8 +349,6 @@ def test_no_epoch_note_when_every_method_trains_as_long_as_the_control(tmp_path)
 
 
 def test_index_page_shows_every_table_and_plot_with_images_beside_it(tmp_path):
-    from html.parser import HTMLParser
-
     written = build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE, suite="golden")
     index = written[-1]
     assert index == tmp_path / "index.html"
@@ -384,6 +383,53 @@ def test_index_page_shows_every_table_and_plot_with_images_beside_it(tmp_path):
     assert "Efficiency: means over tasks and seeds" in page.headings
     assert "81.0 ± 1.4" in page.text  # a cell of the accuracy table, as in accuracy.md
     assert "http" not in index.read_text().replace("http://www.w3.org", "")  # nothing fetched
+
+
+def _every_table_runs() -> pd.DataFrame:
+    """The study, a depth curve, and a layer-wise criterion (angular on cifar, seed 0, blocks
+    9..12 removed): runs that fill every table of the catalog."""
+    removed = {f"metrics.angular/removed/block_{b:02d}": float(b > 8) for b in range(1, 13)}
+    angular = {"status": "FINISHED", "start_time": pd.Timestamp(2026, 1, 2),
+               "tags.pruner": "angular", "tags.task": "cifar", "tags.petl": "convpass",
+               "params.budget": "match-sls", "params.seed": "0", "params.data.source": "folder",
+               "params.data.format": "jpeg", "metrics.test/acc": 0.75,
+               "metrics.blocks/kept": 8.0, **removed}  # fmt: skip
+    return pd.concat([_raw_runs(), _curve_runs(), pd.DataFrame([angular])], ignore_index=True)
+
+
+class _Sections(HTMLParser):
+    """The page's section ids in order, and the text of each <code> element in each heading."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids, self.code_in_heading, self._open = [], {}, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self.ids.append(dict(attrs)["id"])
+            self.code_in_heading[self.ids[-1]] = []
+        self._open.append(tag)
+        if self._open[-2:] == ["h2", "code"]:
+            self.code_in_heading[self.ids[-1]].append("")
+
+    def handle_endtag(self, tag):
+        while self._open and self._open.pop() != tag:  # <img>, <meta>: no end tag
+            pass
+
+    def handle_data(self, data):
+        if self._open[-2:] == ["h2", "code"]:
+            self.code_in_heading[self.ids[-1]][-1] += data
+
+
+def test_the_page_has_a_section_per_declared_table_in_order_and_code_as_code(tmp_path):
+    from bench.tables.catalog import TABLES
+
+    build_tables(tidy_runs(_every_table_runs()), tmp_path, REFERENCE, suite="golden")
+    page = _Sections()
+    page.feed((tmp_path / "index.html").read_text())
+    assert page.ids == [table.stem for table in TABLES]
+    assert page.code_in_heading["accuracy_best_of_evals"] == ["eval_every"]
+    assert "&lt;code&gt;" not in (tmp_path / "index.html").read_text()
 
 
 def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
