@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import record as R
 from bench.budget import blocks_to_keep
 from bench.models.features import block_states
 from bench.models.surgery import keep_blocks
@@ -46,15 +47,28 @@ class LayerwisePruner(Pruner):
         dropped = [i for i in range(num_blocks) if i not in kept]
         model = keep_blocks(ctx.model, kept)
         decision = {"k": k, "kept": kept, "dropped": dropped, "settings": self.settings(), **record}
-        metrics = {"k": float(k)}
+        metrics = {R.PRUNER_K: float(k)}
         metrics.update(
-            {f"score/block_{i:02d}": s for i, s in enumerate(record.get("scores", []), 1)}
+            {R.block_metric(R.BLOCK_SCORE, i): s for i, s in enumerate(record.get("scores", []), 1)}
         )
         return PruneResult(model, {"kept": kept}, decision, metrics)
 
     @classmethod
     def restore(cls, model: nn.Module, state: dict[str, Any]) -> nn.Module:
         return keep_blocks(model, state["kept"])
+
+
+class RecordsRemoved(LayerwisePruner):
+    """A LayerwisePruner that also logs `removed/block_NN` (1 = removed) for the criteria table."""
+
+    def prune(self, ctx: PruneContext) -> PruneResult:
+        result = super().prune(ctx)
+        dropped = set(result.decision["dropped"])
+        total = len(dropped) + len(result.decision["kept"])
+        result.metrics.update(
+            {R.block_metric(R.BLOCK_REMOVED, i + 1): float(i in dropped) for i in range(total)}
+        )
+        return result
 
 
 @PRUNERS.register("drop_last")
@@ -107,12 +121,13 @@ def draw_seed(task: str, seed: int) -> int:
 
 @PRUNERS.register("block_influence")
 @dataclass
-class BlockInfluence(LayerwisePruner):
+class BlockInfluence(RecordsRemoved):
     """Drops the N - k blocks that change their tokens least: score = 1 - cos(input, output),
     averaged over tokens and calibration images (the "block influence" of LLM layer pruning,
     e.g. ShortGPT), computed once on the unpruned model. `tokens="all"` (default) averages over
     every token, as ShortGPT over a sequence's hidden states; `tokens="cls"` scores only the CLS
-    token, the one the classifier head reads."""
+    token, the one the classifier head reads. Logs `score/block_NN` and `removed/block_NN` for
+    the criteria table."""
 
     max_images: int | None = None  # None: every calibration image (train800val200)
     tokens: Tokens = "all"

@@ -12,7 +12,7 @@ and store only the kept-block indices + PETL + head, like every `LayerwisePruner
 base class's record they log:
 - `score/block_NN` (1-based): a per-block curve, oriented like `block_influence`'s, higher = the
   criterion values the block more, which the criteria table rank-correlates with the per-block
-  linear-probe accuracy (`bench.tables_criteria`);
+  linear-probe accuracy (`bench.tables.criteria`);
 - `removed/block_NN`: 1 for a removed block, 0 for a kept one, so the table can say which blocks
   went without reading `decision.json`.
 Both are computed once on the calibration images (train800val200, never test) in eval mode.
@@ -30,26 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.layerwise import LayerwisePruner
+from baselines.layerwise import RecordsRemoved
 from bench.models.calibration import calibration_batches
 from bench.models.features import block_states
-from bench.pruning import PRUNERS, PruneContext, PruneResult
+from bench.pruning import PRUNERS, PruneContext
 
 Tokens = Literal["cls", "all"]
 ALL_TOKEN_CHUNK = 16  # images per forward when every token's state is kept (ViT-B: ~250 MB)
-
-
-class RecordsRemoved(LayerwisePruner):
-    """A LayerwisePruner that also logs `removed/block_NN` (1 = removed) for the criteria table."""
-
-    def prune(self, ctx: PruneContext) -> PruneResult:
-        result = super().prune(ctx)
-        dropped = set(result.decision["dropped"])
-        total = len(dropped) + len(result.decision["kept"])
-        result.metrics.update(
-            {f"removed/block_{i + 1:02d}": float(i in dropped) for i in range(total)}
-        )
-        return result
 
 
 # ---------------------------------------------------------------------------------------------

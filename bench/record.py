@@ -159,3 +159,19 @@ def status_is(status: str) -> str:
 
 def all_of(*clauses: str) -> str:
     return " and ".join(clauses)
+
+
+# --- per-block curves of the layer-wise pruners, and the `tables` run -----------------------------
+# A pruner logs `<name>NN` (1-based block NN, `block_metric`) as its own metric (`metric_of`):
+# `block_influence/score/block_03`.
+BLOCK_SCORE = "score/block_"  # higher = the criterion values the block more
+BLOCK_REMOVED = "removed/block_"  # 1 where the pruner removed the block, 0 where it kept it
+PRUNER_K = "k"  # the blocks a layer-wise pruner kept
+SLS_PROBE_PREFIX = "sls/probe/block_"  # linear-probe accuracy per block (sls with metric=probe)
+KIND = "kind"  # tag of a run that is no benchmark run: `tables`
+P_TABLES_RUNS = "tables.runs"
+
+
+def block_metric(prefix: str, block: int) -> str:
+    """`block_metric(BLOCK_SCORE, 3)` is `score/block_03` (blocks are 1-based)."""
+    return f"{prefix}{block:02d}"

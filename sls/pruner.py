@@ -40,7 +40,7 @@ class SLS(Pruner):
     on, unlike the silhouette, which is computed on the points the embedding was fitted to. They
     score every block (as `full_curve` does: the decision is the lazy scan's, and a probe costs
     seconds where t-SNE costs minutes) and log the curve as `sls/<metric>/block_NN` too, the
-    reference curve of the criteria table (`bench.tables_criteria`).
+    reference curve of the criteria table (`bench.tables.criteria`).
     """
 
     fixed_budget = "auto"  # SLS chooses its own depth
