@@ -236,19 +236,19 @@ class ParallelBranchBlock(AdapterBlock):
         """The residual stream after the attention branch (and its parallel PETL branch)."""
         b = self.block
         h = b.norm1(x)
-        x_out = x + b.drop_path1(b.ls1(b.attn(h, attn_mask=attn_mask, is_causal=is_causal)))
+        out = b.drop_path1(b.ls1(b.attn(h, attn_mask=attn_mask, is_causal=is_causal)))
         if self.attn_branch is not None:
-            x_out = x_out + self._branch(self.attn_branch, h, x, b.drop_path1)
-        return x_out
+            out = out + self._branch(self.attn_branch, h, x, b.drop_path1)
+        return x + out
 
     def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
         """The residual stream after the MLP branch (and its parallel PETL branch)."""
         b = self.block
         h = b.norm2(x)
-        x_out = x + b.drop_path2(b.ls2(b.mlp(h)))
+        out = b.drop_path2(b.ls2(b.mlp(h)))
         if self.mlp_branch is not None:
-            x_out = x_out + self._branch(self.mlp_branch, h, x, b.drop_path2)
-        return x_out
+            out = out + self._branch(self.mlp_branch, h, x, b.drop_path2)
+        return x + out
 
 
 class RepAdapterBlock(AdapterBlock):
