@@ -167,14 +167,9 @@ def config_from(preset: str, values: dict):
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from bench import liveness
     from bench.run import run_benchmark
 
-    config = resolved_config(args)
-    closed = liveness.close_dead_runs(config.suite, config.sweep.stale_after_s)
-    if closed:
-        print(liveness.describe(config.suite, closed), flush=True)
-    outcomes = run_benchmark(config, progress=not args.no_progress)
+    outcomes = run_benchmark(resolved_config(args), progress=not args.no_progress)
     print(summary(outcomes))
     return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
 

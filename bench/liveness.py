@@ -1,5 +1,6 @@
 """Runs left RUNNING by a process that died outright (SIGKILL, out of memory, a lost node): every
-command that starts runs (`bench`, `sweep`, `curve`) marks them KILLED first.
+command that starts runs marks them KILLED first: `bench` at the start of its run set (after its
+input is checked, so bad input still fails at once), `sweep` and `curve` while planning.
 
 A run records its host and pid (`owner.host`, `owner.pid`) and, while it runs, refreshes a
 heartbeat tag every minute (`bench.tracking.Heartbeat`). A RUNNING run of the suite is dead when
@@ -42,6 +43,13 @@ def close_dead_runs(suite: str, stale_after_s: float, reclaim_cells: Collection[
             store.set_terminated(run.info.run_id, "KILLED")
             closed[run.info.run_id] = why
     return closed
+
+
+def mark_dead_runs(suite: str, stale_after_s: float) -> None:
+    """`close_dead_runs`, said in one line when it marked any."""
+    closed = close_dead_runs(suite, stale_after_s)
+    if closed:
+        print(describe(suite, closed), flush=True)
 
 
 def describe(suite: str, closed: dict[str, str]) -> str:
