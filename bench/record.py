@@ -20,6 +20,7 @@ OWNER_HOST = "owner.host"
 OWNER_PID = "owner.pid"
 SLURM_JOB_ID = "slurm.job_id"
 HEARTBEAT = "heartbeat"  # unix seconds of the run's last beat
+ERROR = "error"  # why a run ended FAILED or KILLED
 CUDA_VISIBLE_DEVICES = "worker.cuda_visible_devices"
 
 # --- params: the resolved config, flattened, plus what a run adds --------------------------------

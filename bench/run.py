@@ -30,6 +30,7 @@ from bench.data.loader import BatchLoader
 from bench.data.task_data import TaskData, calibration_loader, data_loaders, load_data
 from bench.describe import dataset_input, run_description
 from bench.gpus import resolve_device
+from bench.liveness import mark_dead_runs
 from bench.models.build import same_weights, weights_id
 from bench.models.petl import PetlSettings
 from bench.preflight import preflight
@@ -268,6 +269,7 @@ def describe_step(ctx: RunContext, metrics: dict[str, float]) -> str:
 
 def run_benchmark(config: RunConfig, progress: bool = True) -> list[Outcome]:
     checked = preflight(config)
+    mark_dead_runs(config.suite, config.sweep.stale_after_s)  # left RUNNING by a killed process
     for why in checked.left_out.values():
         print(f"note: {why}", flush=True)
     device = resolve_device(config.device)
