@@ -119,3 +119,24 @@ def exploding_pruner(register_pruner):
             raise RuntimeError("this pruner always fails")
 
     register_pruner("test_exploding", Exploding)
+
+
+def runs_of_suite(suite, status=None):
+    """The runs of a suite's experiment (pruner-tagged), optionally of one status."""
+    from bench.tracking import client
+
+    experiment = client().get_experiment_by_name(suite)
+    runs = client().search_runs([experiment.experiment_id], "tags.pruner != ''")
+    return [r for r in runs if status is None or r.info.status == status]
+
+
+def tiny_cli_options():
+    """`python -m bench` options for the tiny config (the CLI's spelling of `tiny_config`)."""
+    kwargs = ",".join(f'"{k}":{v}' for k, v in TINY_VIT.items())
+    return [
+        "--preset", "demo", "--epochs", "2", "--no-progress",
+        "--set", f"model.kwargs={{{kwargs}}}", "--set", "train.warmup_epochs=1",
+        "--set", "train.eval_every=1", "--set", "measure.warmup_iters=1",
+        "--set", "measure.timed_iters=2", "--set", "measure.rounds=1",
+        "--set", "measure.batch_sizes=1,8", "--set", "measure.ratio_target=none",
+    ]  # fmt: skip

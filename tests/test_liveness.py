@@ -12,7 +12,8 @@ import time
 
 from bench import liveness
 from bench.tracking import client, get_experiment_id
-from tests.test_sweep import _runs, _tiny_options
+from tests.conftest import runs_of_suite as _runs
+from tests.conftest import tiny_cli_options as _tiny_options
 
 
 def _running(suite: str, pid: int, beat_age_s: float | None = None, host: str = "") -> str:

@@ -80,14 +80,14 @@ def cached_split(
     entry = _entry_files(path)
     if any(f.exists() for f in entry):
         try:
-            return _read(entry, raw.labels, image_size, key)
+            return _read(entry, lambda: raw.labels, image_size, key)
         except Damaged as damage:
             set_aside(damage, entry, cache_root)
     images_file, labels_file, manifest_file = entry
     _write(raw, images_file, labels_file, image_size, interpolation, f"{task.name}/{split}",
            progress)  # fmt: skip
     write_manifest(manifest_file, [images_file, labels_file])
-    return _read(entry, raw.labels, image_size, key)
+    return _read(entry, lambda: raw.labels, image_size, key)
 
 
 def _entry_files(path: Path) -> list[Path]:
@@ -95,22 +95,26 @@ def _entry_files(path: Path) -> list[Path]:
     return [path.with_suffix(s) for s in (".images.npy", ".labels.npy", ".manifest.json")]
 
 
-def _read(entry: list[Path], labels: np.ndarray, size: int, key: str) -> ImageSplit:
-    """The entry, checked: against its manifest, then the arrays' shapes, dtypes and labels.
+def _read(entry: list[Path], source_labels, size: int, key: str) -> ImageSplit:
+    """The entry, checked: against its manifest, then the arrays' shapes and dtypes. Only an
+    entry without a manifest (an older version's) has its labels compared with the source's
+    (`source_labels()`, which reads every record of a tfds split: a checked hit reads none).
     Raises `Damaged` naming the first file that fails."""
     images_file, labels_file, manifest_file = entry
     require([images_file, labels_file])
     adopt = not manifest_file.exists()  # an older version's entry
     if not adopt:
         check_files(read_manifest(manifest_file), [images_file, labels_file])
-    n = len(labels)
+    stored = _load(labels_file)
+    if stored.dtype != np.int64 or stored.ndim != 1:
+        raise Damaged(labels_file, f"holds {stored.dtype} {stored.shape}, expected int64 (N,)")
+    if adopt and not np.array_equal(stored, source_labels()):
+        raise Damaged(labels_file, "its labels are not the source's")
+    n = len(stored)
     images = _load(images_file, mmap_mode="r")
     if images.dtype != np.uint8 or images.shape != (n, 3, size, size):
         raise Damaged(images_file, f"holds {images.dtype} {images.shape}, expected uint8 "
                                    f"{(n, 3, size, size)}")  # fmt: skip
-    stored = _load(labels_file)
-    if stored.dtype != np.int64 or stored.shape != (n,) or not np.array_equal(stored, labels):
-        raise Damaged(labels_file, "its labels are not the source's")
     if adopt:
         write_manifest(manifest_file, [images_file, labels_file])
     return ImageSplit(images, stored, key)
