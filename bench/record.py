@@ -22,6 +22,11 @@ SLURM_JOB_ID = "slurm.job_id"
 HEARTBEAT = "heartbeat"  # unix seconds of the run's last beat
 ERROR = "error"  # why a run ended FAILED or KILLED
 CUDA_VISIBLE_DEVICES = "worker.cuda_visible_devices"
+# A width pruner's softmax scale (`pruners.<name>.keep_scale`), one of the two values below: the
+# tables can show it beside the method (baselines/softmax_scale.py)
+SOFTMAX_SCALE = "softmax_scale"
+SCALE_UNPRUNED = "unpruned scale"
+SCALE_PRUNED_HEAD = "pruned-head scale"
 
 # --- params: the resolved config, flattened, plus what a run adds --------------------------------
 P_METHOD = "method"  # `drop_last@keep:6`

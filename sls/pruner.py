@@ -13,8 +13,9 @@ import torch
 from bench.errors import UserError
 from bench.models.surgery import keep_first
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
+from sls.calibration import block_samples
 from sls.features import block_features
-from sls.parallel import block_score, decide_depth_parallel
+from sls.parallel import decide_depth_parallel, sample_score
 from sls.plot import plot_scores
 from sls.score import LABEL_METRICS, describe, score_name
 from sls.select import DepthDecision, decide_depth
@@ -24,6 +25,7 @@ CHEAP_EMBEDDINGS = ("pca", "none")  # not worth a process each
 Metric = Literal["silhouette", "calinski_harabasz", "davies_bouldin", "probe", "knn"]
 Embedding = Literal["tsne", "opentsne", "pca", "none"]
 Feature = Literal["cls", "mean"]
+Calibration = Literal["all", "released"]  # sls.calibration.CALIBRATIONS
 
 
 @PRUNERS.register("sls")
@@ -50,6 +52,8 @@ class SLS(Pruner):
     embedding: Embedding = "tsne"  # tsne: scikit-learn's
     metric: Metric = "silhouette"  # davies_bouldin: scored as 1/DB
     feature: Feature = "cls"  # mean: of the patch tokens
+    # all: every calibration image for every block; released: prune.py's reshuffled 960 of 1000
+    calibration: Calibration = "all"
     embed_seed: int = 0  # t-SNE random_state (the authors: 0)
     full_curve: bool = False  # embed every block (for plots) instead of the lazy scan
     # Processes embedding blocks at once (0: auto, see `scan_workers`; 1: in this process).
@@ -68,8 +72,9 @@ class SLS(Pruner):
     def prune(self, ctx: PruneContext) -> PruneResult:
         start = time.perf_counter()
         features, labels = block_features(ctx.model, ctx.calibration, self.feature)
+        samples = block_samples(features, labels, self.calibration, ctx.seed)
         features_done = time.perf_counter()
-        decision, workers = self.decide(features, labels)
+        decision, workers = self.decide(samples)
         seconds = time.perf_counter() - start
         model = keep_first(ctx.model, decision.k)
         plot = ctx.artifact_dir / "sls_scores.png"
@@ -83,6 +88,7 @@ class SLS(Pruner):
             "scan_seconds": start + seconds - features_done,
             "blocks_embedded": len(decision.scores),
             "scan_workers": workers,
+            "calibration_images": len(samples[-1][1]),
         }
         if decision.threshold is not None:
             metrics["threshold"] = decision.threshold
@@ -92,18 +98,19 @@ class SLS(Pruner):
             metrics.update({f"{self.metric}/block_{b:02d}": v for b, v in decision.scores.items()})
         return PruneResult(model, {"k": decision.k}, record, metrics, [plot], retrain=True)
 
-    def decide(self, features, labels) -> tuple[DepthDecision, int]:
-        """The depth decision and the number of processes that computed it."""
+    def decide(self, samples) -> tuple[DepthDecision, int]:
+        """The depth decision on each block's (features, labels) sample and the number of
+        processes that computed it."""
         on_features = self.metric in LABEL_METRICS  # cheap: scored in this process
         lazy = not (self.full_curve or on_features)
-        score_fn = partial(block_score, labels=labels, embedding=self.embedding,
-                           metric=self.metric, seed=self.embed_seed)  # fmt: skip
-        workers = 1 if on_features else self.scan_workers(len(features))
+        score_fn = partial(sample_score, embedding=self.embedding, metric=self.metric,
+                           seed=self.embed_seed)  # fmt: skip
+        workers = 1 if on_features else self.scan_workers(len(samples))
         rule = (self.alpha, self.min_blocks, lazy)
         if workers > 1:
             threads = max(1, torch.get_num_threads() // workers)
-            return decide_depth_parallel(score_fn, features, *rule, workers, threads), workers
-        return decide_depth(lambda block: score_fn(features[block - 1]), len(features), *rule), 1
+            return decide_depth_parallel(score_fn, samples, *rule, workers, threads), workers
+        return decide_depth(lambda block: score_fn(samples[block - 1]), len(samples), *rule), 1
 
     def scan_workers(self, num_blocks: int) -> int:
         """`workers`, where 0 (auto) means one per torch thread (this process's share of the
