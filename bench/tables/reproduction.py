@@ -101,8 +101,8 @@ def compare(petl, control, task, ours: pd.DataFrame, published: pd.Series, base:
     std = values.std(ddof=1) if len(values) > 1 else math.nan
     delta = mean - float(published[task])
     tolerance = max(TOLERANCE_POINTS, TOLERANCE_STDS * std if not math.isnan(std) else 0.0)
-    weights = "/".join(sorted(ours["weights"].fillna("").replace("", "not logged").unique()))
-    source = "/".join(sorted(ours["source"].fillna("").replace("", "not logged").unique()))
+    weights = logged(ours, "weights") or "not logged"
+    source = logged(ours, "source") or "not logged"
     theirs = {"weights": str(published["weights"]), "data": PUBLISHED_DATA.get(base, UNKNOWN)}
     differs = []
     if published_weights(weights) != theirs["weights"]:
@@ -128,12 +128,19 @@ def our_selection(runs: pd.DataFrame, control: str) -> tuple[str, str, str]:
     """(metric compared, how it reads, best-of-evals or last epoch): the best of the test
     evaluations where every run logged one, else the headline `test/acc`, which is the
     best-of-evals only for `none` on a transfer kept at its best evaluation."""
-    checkpoint = "/".join(sorted(runs["checkpoint"].fillna("").unique()))
+    checkpoint = logged(runs, "checkpoint")
     where = f"transfer.checkpoint={checkpoint}" if checkpoint else "transfer.checkpoint not logged"
     if R.ACC_BEST in runs and runs[R.ACC_BEST].notna().all():
         return R.ACC_BEST, f"{BEST}: {R.ACC_BEST}, {where}", BEST
     kind = BEST if control == "none" and checkpoint == "best_of_evals" else LAST
     return R.ACC, f"{kind}: {R.ACC}, {where}", kind
+
+
+def logged(runs: pd.DataFrame, column: str) -> str:
+    """The values of a logged column over the cell's runs, `/`-joined; "" where unlogged."""
+    if column not in runs:
+        return ""
+    return "/".join(sorted(v for v in runs[column].fillna("").unique() if v))
 
 
 def published_weights(weights: str) -> str:
