@@ -191,11 +191,21 @@ def combined_timer_interval(lows: np.ndarray, highs: np.ndarray) -> tuple[float,
 
 
 def row_notes(runs: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
-    """Per row: the epochs note, where its speedup interval overlaps the noise floor, and how
-    many runs stopped timing at the time cap; joined by `; `."""
-    parts = [epoch_notes(runs) if EPOCHS in runs.columns else pd.Series(dtype=object)]
-    parts += [noise_floor_notes(table, b) for b in SPEEDUP_BATCHES]
-    parts += [time_cap_notes(runs, b) for b in SPEEDUP_BATCHES]
+    """Per row: the epochs note, the batch sizes at which its speedup interval overlaps the
+    noise floor, and how many runs stopped timing at the time cap; joined by `; `."""
+    overlap, capped = {}, {}
+    for batch in SPEEDUP_BATCHES:
+        for key in overlaps_noise_floor(table, batch):
+            overlap.setdefault(key, []).append(f"bs{batch}")
+        for key, (n, total) in time_capped(runs, batch).items():
+            capped.setdefault(key, []).append(f"bs{batch} {n} of {total} runs")
+    floor = "speedup interval overlaps the noise floor ({})"
+    cap = "timing stopped at the time cap (measure.max_seconds) before the ratio target: {}"
+    parts = [
+        epoch_notes(runs) if EPOCHS in runs.columns else {},
+        {key: floor.format(", ".join(batches)) for key, batches in overlap.items()},
+        {key: cap.format(", ".join(counts)) for key, counts in capped.items()},
+    ]
     notes = pd.Series("", index=table.index, dtype=object)
     for part in parts:
         for key, text in part.items():
@@ -214,34 +224,28 @@ def noise_floor(table: pd.DataFrame, batch: int) -> dict[str, tuple[float, float
             if method == NOISE_FLOOR and not math.isnan(row[column])}  # fmt: skip
 
 
-def noise_floor_notes(table: pd.DataFrame, batch: int) -> pd.Series:
-    """`speedup bs1 [a, b] overlaps the noise floor [c, d]` for each row (but `none`) whose
-    speedup interval at `batch` overlaps its PETL's `none` interval."""
+def overlaps_noise_floor(table: pd.DataFrame, batch: int) -> list[tuple]:
+    """The rows (but `none`) whose speedup interval at `batch` overlaps their PETL's `none`
+    interval."""
     column = f"speedup bs{batch}"
-    notes = {}
+    rows = []
     for petl, (_, floor_low, floor_high) in noise_floor(table, batch).items():
-        if math.isnan(floor_low):
-            continue
         for key, row in table.loc[[petl]].iterrows():
             low, high = row[f"{column} low"], row[f"{column} high"]
-            if key[1] == NOISE_FLOOR or math.isnan(low) or math.isnan(high):
-                continue
-            if low <= floor_high and high >= floor_low:
-                notes[key] = (f"{column} {interval_text((low, high))} overlaps the noise floor "
-                              f"{interval_text((floor_low, floor_high))}")  # fmt: skip
-    return pd.Series(notes, dtype=object)
+            if key[1] != NOISE_FLOOR and low <= floor_high and high >= floor_low:
+                rows.append(key)  # NaN compares False: no interval, no overlap
+    return rows
 
 
-def time_cap_notes(runs: pd.DataFrame, batch: int) -> pd.Series:
-    """`bs1: 2 of 3 runs stopped at the time cap` where `speedup_target_met/bs<N>` is 0."""
+def time_capped(runs: pd.DataFrame, batch: int) -> dict[tuple, tuple[int, int]]:
+    """Per row with any: (runs whose timing stopped at the time cap, `speedup_target_met` 0;
+    runs that logged it) at `batch`."""
     met = R.speedup_target_met(batch)
     if met not in runs:
-        return pd.Series(dtype=object)
+        return {}
     logged = runs.dropna(subset=[met])
     capped = (logged[met] == 0).groupby([logged[k] for k in ROW_KEYS]).agg(["sum", "size"])
-    return pd.Series({key: (f"bs{batch}: {int(n)} of {total} runs stopped timing at the time cap "
-                            "(measure.max_seconds) before the ratio target")
-                      for key, (n, total) in capped.iterrows() if n})  # fmt: skip
+    return {key: (int(n), int(total)) for key, (n, total) in capped.iterrows() if n}
 
 
 def notes(table: pd.DataFrame) -> str:
