@@ -43,6 +43,7 @@ P_FORMAT = "data.format"
 P_TASK_VERSION = "data.task_version"
 P_RETRAIN_RESOLVED = "retrain.resolved"
 P_PETL_METHOD = "petl.method"
+P_TRANSFER_CHECKPOINT = "transfer.checkpoint"  # `last` | `best_of_evals`
 PRUNER_SETTING_PREFIX = "pruner."  # `pruner.<setting>` for each of the pruner's settings
 PETL_SETTING_PREFIX = "petl."
 

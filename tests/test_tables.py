@@ -208,7 +208,8 @@ def test_every_number_of_the_efficiency_table_is_the_fixtures(tmp_path):
     shown = {row["method"]: row for row in _markdown_rows(tmp_path / "efficiency.md")}
     assert list(shown) == ["none", "retrained", "sls", "block_benefit", "fixed_depth"]
     for method, columns in expected.items():
-        assert set(shown[method]) == {"petl", "method", "note", *columns}
+        intervals = {"Δ vs none 95 %", "Δ vs retrained 95 %", "speedup bs64 95 %"}
+        assert set(shown[method]) == {"petl", "method", "note", *columns, *intervals}
         assert shown[method]["petl"] == "convpass"
         for column, value in columns.items():
             assert numeric.loc[method, column] == pytest.approx(value, rel=1e-9), (method, column)

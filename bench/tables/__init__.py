@@ -2,12 +2,13 @@
 edited by hand (`make tables`, `bench.tables.write.write_tables`).
 
 - `catalog.TABLES`: every table, in the page's order; one module each (`accuracy`,
-  `best_of_evals`, `efficiency`, `accuracy_vs_throughput`, `accuracy_vs_stored_bytes`, `sls_k`,
-  `sls_scores`, `criteria`, `depth_curve`, `sls_regret`), whose `section(runs)` gives its data
-  (`spec.Section`) or None where the runs hold nothing for it;
+  `best_of_evals`, `reproduction`, `efficiency`, `accuracy_vs_throughput`,
+  `accuracy_vs_stored_bytes`, `sls_k`, `sls_scores`, `criteria`, `depth_curve`, `sls_regret`),
+  whose `section(runs)` gives its data (`spec.Section`) or None where the runs hold nothing for it;
 - helpers, which import nothing from `bench` but `bench.record`: `runs` (the store's runs as one
-  row per run), `seeds` (aggregation over seeds), `formatting`, `files` (`.md`, `.csv`, `.tex`,
-  `.png`), `page` (index.html, rendered from the same data), `spec`;
+  row per run), `seeds` (aggregation over seeds, collapsed seeds), `intervals` (the bootstrap
+  over tasks and seeds), `formatting`, `files` (`.md`, `.csv`, `.tex`, `.png`), `page`
+  (index.html, rendered from the same data), `spec`;
 - `vtab`: the VTAB layout (task order, groups) from `bench.tasks`;
 - `write`: the orchestrator: runs → every table's files and index.html, logged as artifacts of
   a `tables` run in the suite's experiment.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench import record as R
-from bench.tables.accuracy import accuracy_table
+from bench.tables.accuracy import NOTE, accuracy_table
 from bench.tables.runs import ROW_KEYS
 from bench.tables.spec import Runs, Section
 
@@ -30,4 +30,4 @@ def section(runs: Runs) -> Section:
     notes = {row: f"{LAST_EPOCH_ONLY}: {int(n)} of {total[row]} runs" for row, n in missing.items()
              if n}  # fmt: skip
     text["note"] = [notes.get(row, "") for row in text.index]
-    return Section(TITLE, text)
+    return Section(TITLE, text, note=NOTE)

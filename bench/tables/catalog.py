@@ -11,6 +11,7 @@ from bench.tables import (
     criteria,
     depth_curve,
     efficiency,
+    reproduction,
     sls_k,
     sls_regret,
     sls_scores,
@@ -20,6 +21,7 @@ from bench.tables.spec import Table
 TABLES = [
     Table("accuracy", accuracy.section),
     Table("accuracy_best_of_evals", best_of_evals.section),
+    Table("reproduction", reproduction.section),
     Table("efficiency", efficiency.section),
     Table("accuracy_vs_throughput", accuracy_vs_throughput.section),
     Table("accuracy_vs_stored_bytes", accuracy_vs_stored_bytes.section),

@@ -34,7 +34,8 @@ def load_runs(tracking_uri: str, suite: str) -> pd.DataFrame | None:
 
 
 def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: RUN_KEYS + metric columns (without the `metrics.` prefix); newest run
+    """One row per run: RUN_KEYS, the backbone's `weights` and the transfer's `checkpoint`
+    (params; "" where unlogged), metric columns (without the `metrics.` prefix); newest run
     of each (task, PETL, method, budget, seed, split, source); runs that are not benchmark runs
     dropped."""
     pruner = R.tag_column(R.PRUNER)
@@ -53,6 +54,8 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
             "seed": raw[R.param_column(R.P_SEED)].astype(int),
             "split": _param(raw, R.P_EVAL_SPLIT, "test"),
             "source": _source(raw),
+            "weights": _param(raw, R.P_WEIGHTS, ""),
+            "checkpoint": _param(raw, R.P_TRANSFER_CHECKPOINT, ""),
             "start_time": raw["start_time"],
         }
     )
