@@ -21,6 +21,8 @@ OWNER_PID = "owner.pid"
 SLURM_JOB_ID = "slurm.job_id"
 HEARTBEAT = "heartbeat"  # unix seconds of the run's last beat
 CUDA_VISIBLE_DEVICES = "worker.cuda_visible_devices"
+BACKBONE_FAMILY = "backbone.family"  # vit | swin (bench.models.family); name: P_BACKBONE
+SLS_FEATURE = "sls.feature"  # what SLS read of each block: cls | mean (its `head` setting resolved)
 
 # --- params: the resolved config, flattened, plus what a run adds --------------------------------
 P_METHOD = "method"  # `drop_last@keep:6`
@@ -37,6 +39,7 @@ P_FORMAT = "data.format"
 P_TASK_VERSION = "data.task_version"
 P_RETRAIN_RESOLVED = "retrain.resolved"
 P_PETL_METHOD = "petl.method"
+P_BACKBONE = "model.backbone"  # the timm name: runs of two backbones are never pooled
 PRUNER_SETTING_PREFIX = "pruner."  # `pruner.<setting>` for each of the pruner's settings
 PETL_SETTING_PREFIX = "petl."
 
