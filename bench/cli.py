@@ -158,11 +158,13 @@ def resolved_config(args: argparse.Namespace):
 def config_from(preset: str, values: dict):
     """The preset with `values` (dotted keys; `pruners.<name>.<option>` included) applied."""
     from bench.config import load_config
+    from bench.models.build import resolve_input
 
     plain, pruner_options = _split_pruner_options(values)
     config = load_config(preset, plain)
     for name, options in pruner_options.items():  # typed by the pruner when it is built
         config.pruners.setdefault(name, {}).update(options)
+    resolve_input(config)  # before any cell key is computed from it
     return config
 
 

@@ -27,6 +27,8 @@ CUDA_VISIBLE_DEVICES = "worker.cuda_visible_devices"
 SOFTMAX_SCALE = "softmax_scale"
 SCALE_UNPRUNED = "unpruned scale"
 SCALE_PRUNED_HEAD = "pruned-head scale"
+BACKBONE_FAMILY = "backbone.family"  # vit | swin (bench.models.family); name: P_BACKBONE
+SLS_FEATURE = "sls.feature"  # what SLS read of each block: cls | mean (its `head` setting resolved)
 
 # --- params: the resolved config, flattened, plus what a run adds --------------------------------
 P_METHOD = "method"  # `drop_last@keep:6`
@@ -44,6 +46,7 @@ P_TASK_VERSION = "data.task_version"
 P_RETRAIN_RESOLVED = "retrain.resolved"
 P_PETL_METHOD = "petl.method"
 P_TRANSFER_CHECKPOINT = "transfer.checkpoint"  # `last` | `best_of_evals`
+P_BACKBONE = "model.backbone"  # the timm name: runs of two backbones are never pooled
 PRUNER_SETTING_PREFIX = "pruner."  # `pruner.<setting>` for each of the pruner's settings
 PETL_SETTING_PREFIX = "petl."
 

@@ -10,11 +10,13 @@ from typing import Literal
 
 import torch
 
+from bench import record as R
 from bench.errors import UserError
+from bench.models.family import NAMES as FAMILIES
 from bench.models.surgery import keep_first
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 from sls.calibration import block_samples
-from sls.features import block_features
+from sls.features import block_features, resolve_feature
 from sls.parallel import decide_depth_parallel, sample_score
 from sls.plot import plot_scores
 from sls.score import LABEL_METRICS, describe, score_name
@@ -24,7 +26,7 @@ CHEAP_EMBEDDINGS = ("pca", "none")  # not worth a process each
 # the choices of sls.score.HIGHER_IS_BETTER, sls.embed.EMBED_METHODS, sls.features.FEATURES
 Metric = Literal["silhouette", "calinski_harabasz", "davies_bouldin", "probe", "knn"]
 Embedding = Literal["tsne", "opentsne", "pca", "none"]
-Feature = Literal["cls", "mean"]
+Feature = Literal["head", "cls", "mean"]
 Calibration = Literal["all", "released"]  # sls.calibration.CALIBRATIONS
 
 
@@ -34,7 +36,9 @@ class SLS(Pruner):
     """Straightforward Layer-wise Pruning (Han & Tang, ECCV 2024), as the authors' code does it.
 
     Keeps the first k blocks, where k is found by scanning the per-block silhouette of a t-SNE
-    embedding of CLS features on train800val200 from the top block down (spec: SLS.md).
+    embedding of block features on train800val200 from the top block down (spec: SLS.md): what
+    the head reads (a ViT's CLS token, or its patch-token mean where the head pools; on a Swin
+    the token mean after the patch merging that ends the block's stage, as the authors' code).
 
     `metric` swaps the score and nothing else (the threshold rule is the same). `probe` and `knn`
     (`sls.score.LABEL_METRICS`) are held-out accuracies on the block's features: they use no
@@ -46,12 +50,13 @@ class SLS(Pruner):
     """
 
     fixed_budget = "auto"  # SLS chooses its own depth
+    backbones = FAMILIES
 
     alpha: float = 0.3  # threshold = alpha * SC_N below the top block
     min_blocks: int = 1  # floor on k
     embedding: Embedding = "tsne"  # tsne: scikit-learn's
     metric: Metric = "silhouette"  # davies_bouldin: scored as 1/DB
-    feature: Feature = "cls"  # mean: of the patch tokens
+    feature: Feature = "head"  # what the head reads (logged as the tag sls.feature); cls; mean
     # all: every calibration image for every block; released: prune.py's reshuffled 960 of 1000
     calibration: Calibration = "all"
     embed_seed: int = 0  # t-SNE random_state (the authors: 0)
@@ -71,7 +76,8 @@ class SLS(Pruner):
 
     def prune(self, ctx: PruneContext) -> PruneResult:
         start = time.perf_counter()
-        features, labels = block_features(ctx.model, ctx.calibration, self.feature)
+        feature = resolve_feature(ctx.model, self.feature)
+        features, labels = block_features(ctx.model, ctx.calibration, feature)
         samples = block_samples(features, labels, self.calibration, ctx.seed)
         features_done = time.perf_counter()
         decision, workers = self.decide(samples)
@@ -79,7 +85,7 @@ class SLS(Pruner):
         model = keep_first(ctx.model, decision.k)
         plot = ctx.artifact_dir / "sls_scores.png"
         plot_scores(decision, plot)
-        record = {**decision.to_dict(), **self.score_record(), "settings": self.settings(),
+        record = {**decision.to_dict(), **self.score_record(feature), "settings": self.settings(),
                   "seconds": seconds, "versions": _versions()}  # fmt: skip
         metrics = {
             "k": decision.k,
@@ -96,7 +102,8 @@ class SLS(Pruner):
         metrics.update({f"score/block_{b:02d}": v for b, v in decision.scores.items()})
         if self.metric in LABEL_METRICS:
             metrics.update({f"{self.metric}/block_{b:02d}": v for b, v in decision.scores.items()})
-        return PruneResult(model, {"k": decision.k}, record, metrics, [plot], retrain=True)
+        return PruneResult(model, {"k": decision.k}, record, metrics, [plot],
+                           tags={R.SLS_FEATURE: feature}, retrain=True)  # fmt: skip
 
     def decide(self, samples) -> tuple[DepthDecision, int]:
         """The depth decision on each block's (features, labels) sample and the number of
@@ -119,13 +126,13 @@ class SLS(Pruner):
             return 1
         return min(self.workers or torch.get_num_threads(), num_blocks)
 
-    def score_record(self) -> dict[str, str]:
+    def score_record(self, feature: str) -> dict[str, str]:
         """What the scores in the record are (e.g. `1/davies_bouldin`) and what they were
         computed on."""
         on_features = self.metric in LABEL_METRICS
         points = "block features (no embedding)" if on_features else f"{self.embedding} embedding"
         return {"score_name": score_name(self.metric), "score_description": describe(self.metric),
-                "scored_on": f"{points} of the {self.feature} token"}  # fmt: skip
+                "scored_on": f"{points} of the {feature} token"}  # fmt: skip
 
     @classmethod
     def restore(cls, model, state):
