@@ -77,7 +77,7 @@ def reproduction_table(runs: pd.DataFrame, reference: Path) -> pd.DataFrame:
     controls = runs[runs["method"].isin(CONTROLS)]
     rows = []
     for (petl, control), cell_runs in controls.groupby(["petl", "method"], sort=True):
-        base = petl_name(petl, cell_runs)
+        base = petl_name(petl)
         if base not in published.index:
             continue
         row = published.loc[base]
@@ -88,10 +88,10 @@ def reproduction_table(runs: pd.DataFrame, reference: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def petl_name(label: str, runs: pd.DataFrame) -> str:
-    """The PETL method of a row label: `convpass (tfds/tensor)` -> `convpass`."""
-    source = runs["source"].iloc[0] if "source" in runs and len(runs) else ""
-    return label.removesuffix(f" ({source or 'source not logged'})")
+def petl_name(label: str) -> str:
+    """The PETL method of a row label (`runs.keep_apart`): `convpass (tfds/tensor)` ->
+    `convpass`."""
+    return label.split(" (", 1)[0]
 
 
 def compare(petl, control, task, ours: pd.DataFrame, published: pd.Series, base: str) -> dict:

@@ -1,7 +1,9 @@
 """A suite's runs from the tracking store as one pandas row per run: the tables' input.
 
 Only FINISHED runs count; of repeated runs of a (task, PETL, method, budget, seed, evaluation
-split, data source) the newest. Data sources are never mixed (`label_sources`).
+split, data source, backbone, transferred checkpoint) the newest. Runs that differ in data
+source, backbone or the transferred model they pruned are never pooled (`keep_apart`), and a
+width pruner's softmax scale is part of its method's label.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import pandas as pd
 
 from bench import record as R
 
-RUN_KEYS = ["task", "petl", "method", "budget", "seed", "split", "source"]
+RUN_KEYS = ["task", "petl", "method", "budget", "seed", "split", "source", "backbone", "checkpoint"]
 ROW_KEYS = ["petl", "method"]  # a row of the method tables
 PAIR_KEYS = ["task", "petl", "seed"]  # runs on the same transfer
 CONTROLS = ("none", "retrained")  # the references every method's accuracy is compared with
+BEST_OF_EVALS = "best_of_evals"  # transfer.checkpoint that selects on the test set
 DEFAULT_BUDGETS = ("match-sls", "sls-mean", "auto", "none")  # a method shown by its name alone
 CURVE_POINT = "drop_last @ keep:"  # drop_last at an explicit depth: a point of the depth curve
 METRICS = R.metric_column("")
@@ -34,10 +37,9 @@ def load_runs(tracking_uri: str, suite: str) -> pd.DataFrame | None:
 
 
 def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: RUN_KEYS, the backbone's `weights` and the transfer's `checkpoint`
-    (params; "" where unlogged), metric columns (without the `metrics.` prefix); newest run
-    of each (task, PETL, method, budget, seed, split, source); runs that are not benchmark runs
-    dropped."""
+    """One row per run: RUN_KEYS (the `backbone`'s timm name and the transfer's `checkpoint`: ""
+    where unlogged), the backbone's `weights`, metric columns (without the `metrics.` prefix);
+    the newest run of each RUN_KEYS; runs that are not benchmark runs dropped."""
     pruner = R.tag_column(R.PRUNER)
     if raw.empty or pruner not in raw:
         return pd.DataFrame(columns=RUN_KEYS)
@@ -49,13 +51,19 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
         {
             "task": raw[R.tag_column(R.TASK)],
             "petl": raw[R.tag_column(R.PETL)],
-            "method": [method_label(m, b) for m, b in zip(raw[pruner], budgets, strict=True)],
+            "method": [
+                method_label(m, b, scale)
+                for m, b, scale in zip(
+                    raw[pruner], budgets, _tag(raw, R.SOFTMAX_SCALE), strict=True
+                )
+            ],
             "budget": budgets,
             "seed": raw[R.param_column(R.P_SEED)].astype(int),
             "split": _param(raw, R.P_EVAL_SPLIT, "test"),
             "source": _source(raw),
-            "weights": _param(raw, R.P_WEIGHTS, ""),
+            "backbone": _param(raw, R.P_BACKBONE, ""),
             "checkpoint": _param(raw, R.P_TRANSFER_CHECKPOINT, ""),
+            "weights": _param(raw, R.P_WEIGHTS, ""),
             "start_time": raw["start_time"],
         }
     )
@@ -70,29 +78,46 @@ def _param(raw: pd.DataFrame, name: str, default: str) -> pd.Series:
     return raw[column].fillna(default) if column in raw else pd.Series(default, index=raw.index)
 
 
+def _tag(raw: pd.DataFrame, name: str) -> pd.Series:
+    """A tag column, "" where a run has none."""
+    column = R.tag_column(name)
+    return raw[column].fillna("") if column in raw else pd.Series("", index=raw.index)
+
+
 def _source(raw: pd.DataFrame) -> pd.Series:
     """`<data.source>/<data.format>` of each run (e.g. folder/jpeg, tfds/tensor); "" if unlogged."""
     source = _param(raw, R.P_SOURCE, "") + "/" + _param(raw, R.P_FORMAT, "")
     return source.str.strip("/")
 
 
-def label_sources(runs: pd.DataFrame) -> pd.DataFrame:
-    """Where the runs come from more than one data source, the source joins the PETL label
-    (`convpass (tfds/tensor)`), so every table, pairing and curve keeps the sources apart."""
-    if runs.empty or runs["source"].nunique() <= 1:
+def keep_apart(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that must not share a cell get different PETL labels, so every table, pairing and
+    curve keeps them apart: where the runs come from more than one data source or backbone, that
+    joins the label (`convpass (tfds/tensor)`, `convpass (swin_base_patch4_window7_224)`); a run
+    that pruned the transfer's best test evaluation always says so (`convpass (best_of_evals)`),
+    since it selects on the test set."""
+    if runs.empty:
         return runs
-    source = runs["source"].replace("", "source not logged")
-    return runs.assign(petl=runs["petl"] + " (" + source + ")")
+    petl = runs["petl"]
+    for column, unlogged in (("source", "source not logged"), ("backbone", "backbone not logged")):
+        if column in runs and runs[column].nunique() > 1:
+            petl = petl + " (" + runs[column].replace("", unlogged) + ")"
+    if "checkpoint" in runs:
+        best = runs["checkpoint"] == BEST_OF_EVALS
+        petl = petl.where(~best, petl + f" ({BEST_OF_EVALS})")
+    return runs.assign(petl=petl)
 
 
-def method_label(method: str, budget: str) -> str:
-    """Methods at their default budget by name; at an explicit budget with it."""
-    return method if budget in DEFAULT_BUDGETS else f"{method} @ {budget}"
+def method_label(method: str, budget: str, softmax_scale: str = "") -> str:
+    """Methods at their default budget by name; at an explicit budget with it; a width pruner
+    with the softmax scale it used (`depgraph_sls (pruned-head scale)`)."""
+    label = method if budget in DEFAULT_BUDGETS else f"{method} @ {budget}"
+    return f"{label} ({softmax_scale})" if softmax_scale else label
 
 
 def base_method(label: str) -> str:
-    """`angular @ keep:6` -> `angular`."""
-    return label.split(" @ ", 1)[0]
+    """`angular @ keep:6` -> `angular`; `taylor (unpruned scale)` -> `taylor`."""
+    return label.split(" @ ", 1)[0].split(" (", 1)[0]
 
 
 def is_curve_point(runs: pd.DataFrame) -> pd.Series:

@@ -14,7 +14,7 @@ from bench.paths import PROJECT_ROOT, results_dir
 from bench.tables.catalog import TABLES
 from bench.tables.files import write_section
 from bench.tables.page import write_index
-from bench.tables.runs import label_sources, load_runs, method_runs, tidy_runs
+from bench.tables.runs import keep_apart, load_runs, method_runs, tidy_runs
 from bench.tables.spec import Runs, Section
 
 REFERENCE_CSV = PROJECT_ROOT / "results" / "reference" / "vtab1k_petl.csv"
@@ -24,7 +24,7 @@ def sections(runs: pd.DataFrame, reference: Path = REFERENCE_CSV) -> list[tuple[
     """(stem, section) of every table these runs fill, in the catalog's order."""
     if runs.empty:
         raise UserError("no FINISHED runs to tabulate")
-    every = label_sources(runs)
+    every = keep_apart(runs)
     inputs = Runs(every, method_runs(every), reference)
     built = []
     for table in TABLES:
