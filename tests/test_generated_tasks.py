@@ -181,6 +181,24 @@ def test_offline_task_through_source_and_cache(name, tmp_path):
     np.testing.assert_array_equal(cached.labels, source.read_split(task, "val200", None).labels)
 
 
+def test_demo_sweep_covers_the_generated_tasks_and_bench_stays_on_digits():
+    from bench.config import load_config
+
+    config = load_config("demo", {})
+    assert [t.name for t in tasks_in(config.sweep.tasks)] == ["digits", *NAMES]
+    assert config.data.task == "digits"
+
+
+def test_prepare_has_nothing_to_do_for_them(capsys, tmp_path):
+    from bench.data.prepare import prepare
+
+    prepare([get_task("gen_count"), get_task("digits")], str(tmp_path), None)
+    assert capsys.readouterr().out.splitlines() == [
+        "gen_count: nothing to prepare (generated in numpy)",
+        "digits: nothing to prepare (bundled with scikit-learn)",
+    ]
+
+
 # --- names -------------------------------------------------------------------------------------
 
 
