@@ -32,7 +32,7 @@ FLAGS = {
 
 def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--preset", default="demo", help="demo (offline CPU default) or paper")
-    run.add_argument("--source", help="auto | folder | tfds | digits")
+    run.add_argument("--source", help="auto | folder | tfds | digits | generated")
     run.add_argument("--data", help="vtab-1k folder root or tfds data_dir")
     run.add_argument("--petl", help="convpass | repadapter | adapter | lora | splora")
     run.add_argument("--methods", help="comma-separated pruners, e.g. none,sls")
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("bench", help="train, prune, retrain, measure and log one task")
     add_run_options(run)
-    run.add_argument("--task", help="VTAB-1k task or alias (e.g. cifar100, eurosat) or digits")
+    run.add_argument("--task", help="VTAB-1k task or alias (e.g. cifar100), digits, or gen_*")
 
     sweep = commands.add_parser(
         "sweep", help="every task x method x seed not yet finished in the store (resumable)"

@@ -24,8 +24,8 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 @dataclass
 class DataConfig:
-    task: str = "digits"  # VTAB-1k task (or alias), or `digits`, the offline task
-    source: str = "auto"  # auto | folder | tfds | digits
+    task: str = "digits"  # VTAB-1k task (or alias), or an offline one: `digits`, `gen_*`
+    source: str = "auto"  # auto | folder | tfds | digits | generated
     data_dir: str | None = None  # vtab-1k folder root, or tfds data_dir
     image_size: int | None = 224  # resized once, square, no crop; None: the weights' input size
     interpolation: str = "bicubic"  # bicubic | bilinear | nearest

@@ -1,4 +1,5 @@
-"""The VTAB-1k tasks as data (plus the offline `digits` task), following Google's task_adaptation.
+"""The VTAB-1k tasks as data (plus the offline tasks: `digits` and the generated `gen_*`),
+following Google's task_adaptation.
 
 Each task names its tfds builder, the split strings of the 1k protocol, its label rule and its
 number of classes. Split arithmetic (val200 / test carved out of `train` for some tasks) is here,
@@ -238,15 +239,46 @@ DIGITS = TaskSpec(
     notes="scikit-learn digits: a pipeline smoke check, not evidence about the methods",
 )
 
+
+def _generated(name: str, what: str, like: str, aliases: tuple[str, ...]) -> TaskSpec:
+    notes = (
+        f"generated offline in numpy (bench.data.generated): {what}, in the spirit of {like}; "
+        "not that dataset, and its numbers are no evidence about the VTAB tasks"
+    )
+    return TaskSpec(name, "generated", 8, None, None, None, aliases=aliases, notes=notes)
+
+
+# Offline tasks drawn in numpy (bench.data.generated), shaped like VTAB's structured group.
+GENERATED_TASKS: tuple[TaskSpec, ...] = (
+    _generated(
+        "gen_shape_loc",
+        "the x position of one shape, 8 bins",
+        "dsprites_loc",
+        ("gen_shape_position", "gen_shape_location", "gen_shape_x"),
+    ),
+    _generated(
+        "gen_shape_ori",
+        "the direction of one arrow, 8 bins of 45 degrees",
+        "dsprites_ori",
+        ("gen_shape_orientation",),
+    ),
+    _generated(
+        "gen_count",
+        "the number of shapes, 1 to 8 (label = count - 1)",
+        "clevr_count",
+        ("gen_shape_count", "gen_counting"),
+    ),
+)
+
 # Builders whose tasks differ only in the attribute they predict: a misspelt name is matched on
 # its attribute word, so "did you mean" never offers the sibling task of another attribute.
-FAMILIES = ("dsprites", "smallnorb", "clevr")
+FAMILIES = ("dsprites", "smallnorb", "clevr", "gen_shape")
 
 
 def _attribute_words(family: str) -> dict[str, str]:
     """Attribute word (from the name and aliases, after `<family>_`) -> task name."""
     words = {}
-    for task in VTAB_TASKS:
+    for task in (*VTAB_TASKS, *GENERATED_TASKS):
         for key in (task.name, *task.aliases):
             if key.startswith(family + "_"):
                 words[key[len(family) + 1 :]] = task.name
@@ -257,7 +289,8 @@ def suggest_task(name: str, known: list[str]) -> str | None:
     """The did-you-mean guess for an unknown task name, or None."""
     query = name.strip().lower().replace("-", "_")
     for family in FAMILIES:
-        head, _, attribute = query.partition("_")
+        parts, size = query.split("_"), family.count("_") + 1
+        head, attribute = "_".join(parts[:size]), "_".join(parts[size:])
         if difflib.SequenceMatcher(None, head, family).ratio() < 0.75:
             continue
         words = _attribute_words(family)
@@ -271,7 +304,7 @@ def suggest_task(name: str, known: list[str]) -> str | None:
 
 
 TASKS: Registry[TaskSpec] = Registry("task", suggest=suggest_task)
-for _spec in (*VTAB_TASKS, DIGITS):
+for _spec in (*VTAB_TASKS, DIGITS, *GENERATED_TASKS):
     TASKS.register(_spec.name, _spec, aliases=_spec.aliases)
 
 

@@ -43,7 +43,10 @@ def prepare(tasks: list[TaskSpec], data_dir: str, export_to: str | None) -> None
     not_ready: list[str] = []
     for task in tasks:
         if task.tfds_name is None:
-            print(f"{task.name}: nothing to prepare (bundled with scikit-learn)")
+            where = (
+                "generated in numpy" if task.group == "generated" else "bundled with scikit-learn"
+            )
+            print(f"{task.name}: nothing to prepare ({where})")
             continue
         status = tfds_source.status(task, data_dir)
         if not status.found:

@@ -84,12 +84,16 @@ class DigitsSource:
 SOURCES.register("digits", DigitsSource())
 SOURCES.register("folder", "bench.data.folder:SOURCE")
 SOURCES.register("tfds", "bench.data.tfds_source:SOURCE")
+SOURCES.register("generated", "bench.data.generated:SOURCE")
+
+
+_OFFLINE_SOURCES = {"offline": ["digits"], "generated": ["generated"]}  # task group -> source
 
 
 def resolve_source(task: TaskSpec, name: str, data_dir: str | None) -> Source:
     """The source named `name` (or the first that has the task, for `auto`), checked to have it."""
     if name == "auto":
-        candidates = ["digits"] if task.name == "digits" else ["folder", "tfds"]
+        candidates = _OFFLINE_SOURCES.get(task.group, ["folder", "tfds"])
     else:
         candidates = [SOURCES.canonical(name)]
     statuses = []
