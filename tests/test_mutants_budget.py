@@ -17,7 +17,11 @@ def test_achieved_budget_is_the_fraction_removed_of_each_axis():
     pruned = keep_first(copy.deepcopy(unpruned), 1)  # 1 of 4 blocks, with its adapters
     achieved = achieved_budget(unpruned, pruned, macs=30.0, macs_unpruned=120.0)
     assert achieved == pytest.approx(
-        {R.PARAMS_REMOVED_FRACTION: 0.75, R.PETL_REMOVED_FRACTION: 0.75, R.MACS_REMOVED_FRACTION: 0.75}
+        {
+            R.PARAMS_REMOVED_FRACTION: 0.75,
+            R.PETL_REMOVED_FRACTION: 0.75,
+            R.MACS_REMOVED_FRACTION: 0.75,
+        }
     )
 
 

@@ -34,6 +34,7 @@ def test_attribute_words_are_what_follows_the_family_name():
         ("clevr_count_al", "clevr_count"),  # the attribute is all after the family's underscore
         ("cle_closest", "clevr_dist"),  # a family name 3/4 alike is that family
         ("dsprites_or", "dsprites_ori"),  # a prefix of an attribute word
+        ("dsprites_xposition", "dsprites_loc"),  # the 3 closest words, not a 4th of another task
     ],
 )
 def test_did_you_mean_reads_the_family_and_the_attribute(typo, expected):

@@ -43,7 +43,9 @@ def test_efficiency_times_pruned_against_unpruned_merged_too_and_counts_both(mon
     assert [(t[0], t[1], t[2], t[3], t[4]) for t in timed[:1]] == [(unpruned, pruned, 16, CPU, CFG)]
     merged_unpruned, merged_pruned = timed[1][:2]
     assert len(merged_unpruned.blocks) == 4 and len(merged_pruned.blocks) == 2
-    assert not any(isinstance(m, LoRAQKV) for m in [*merged_unpruned.modules(), *merged_pruned.modules()])
+    assert not any(
+        isinstance(m, LoRAQKV) for m in [*merged_unpruned.modules(), *merged_pruned.modules()]
+    )
     assert timed[1][2:] == (16, CPU, CFG)
 
     counts, unpruned_counts = parameter_counts(pruned), parameter_counts(unpruned)
@@ -134,7 +136,9 @@ class _CpuInfo:
 
 def test_the_cpu_model_is_the_model_name_line_of_cpuinfo(monkeypatch):
     monkeypatch.setattr(bench.measure, "Path", _CpuInfo)
-    monkeypatch.setattr(_CpuInfo, "text", "processor\t: 0\nmodel name\t: AMD EPYC: 7B13 \nflags\t: x")
+    monkeypatch.setattr(
+        _CpuInfo, "text", "processor\t: 0\nmodel name\t: AMD EPYC: 7B13 \nflags\t: x"
+    )
     assert cpu_model() == "AMD EPYC: 7B13"
 
 
@@ -177,7 +181,9 @@ def test_both_models_are_compiled_when_asked(monkeypatch, compile_):
 def test_the_macs_are_counted_on_the_measured_device(monkeypatch):
     counted = []
     monkeypatch.setattr(bench.measure, "compare_throughput", lambda *a: {})
-    monkeypatch.setattr(bench.measure, "count_macs", lambda m, size, d: counted.append((size, d)) or 1)
+    monkeypatch.setattr(
+        bench.measure, "count_macs", lambda m, size, d: counted.append((size, d)) or 1
+    )
     model = tiny_vit()
     efficiency(model, model, 16, CPU, CFG)
     assert counted == [(16, CPU), (16, CPU)]

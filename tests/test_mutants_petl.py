@@ -9,7 +9,9 @@ from bench.models.petl import LoRAQKV, resolve_settings
 
 def _lora(bias: bool = True, scale: float = 2.0) -> LoRAQKV:
     torch.manual_seed(0)
-    lora = LoRAQKV(nn.Linear(8, 24, bias=bias), resolve_settings("lora", "digits", dim=2, scale=scale))
+    lora = LoRAQKV(
+        nn.Linear(8, 24, bias=bias), resolve_settings("lora", "digits", dim=2, scale=scale)
+    )
     with torch.no_grad():
         lora.q_up.weight.normal_()
         lora.v_up.weight.normal_()

@@ -113,7 +113,9 @@ def test_a_diverged_loss_names_its_epoch_step_and_rate(monkeypatch):
     monkeypatch.setattr(bench.train, "_train_epoch", lambda *a: torch.tensor([1.0, float("nan")]))
     model, loader = _model_and_loader()
     recipe = Recipe(epochs=3, warmup_epochs=0, lr=0.02, schedule="constant")
-    with pytest.raises(Diverged, match=r"^retrain diverged: loss nan at epoch 1, step 2 \(learning rate 0.02\)"):
+    with pytest.raises(
+        Diverged, match=r"^retrain diverged: loss nan at epoch 1, step 2 \(learning rate 0.02\)"
+    ):
         train(model, loader, loader, recipe, CPU, 0, desc="retrain", progress=False)
 
 
@@ -127,12 +129,16 @@ def test_check_finite_reports_the_first_bad_step():
 def test_an_epoch_without_batches_has_one_zero_loss():
     model, _ = _model_and_loader()
     optimizer, _ = make_optimizer(model, Recipe())
-    losses = _train_epoch(model, model, [], optimizer, nn.CrossEntropyLoss(), contextlib.nullcontext)
+    losses = _train_epoch(
+        model, model, [], optimizer, nn.CrossEntropyLoss(), contextlib.nullcontext
+    )
     assert torch.equal(losses, torch.zeros(1))
 
 
 def test_the_optimizer_is_adamw_at_the_recipes_rate_and_decay():
-    optimizer, _ = make_optimizer(nn.Linear(2, 2), Recipe(lr=0.003, weight_decay=0.05, schedule="constant"))
+    optimizer, _ = make_optimizer(
+        nn.Linear(2, 2), Recipe(lr=0.003, weight_decay=0.05, schedule="constant")
+    )
     assert isinstance(optimizer, torch.optim.AdamW)
     group = optimizer.param_groups[0]
     assert (group["lr"], group["weight_decay"]) == (pytest.approx(0.003), 0.05)

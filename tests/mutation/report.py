@@ -15,11 +15,13 @@ Exits 1 when a module given on the command line is not configured, or has unchec
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import re
 import sys
-import tomllib
 from pathlib import Path
 
+from mutmut.configuration import config
 from mutmut.mutation.data import SourceFileMutationData
 from mutmut.mutation.diff_apply import get_diff_for_mutant
 from mutmut.stats import status_by_exit_code
@@ -31,13 +33,18 @@ SURVIVED = {"survived", "no tests"}
 
 
 def configured_modules() -> list[str]:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return config["tool"]["mutmut"]["only_mutate"]
+    return config().only_mutate  # read from pyproject.toml as mutmut reads it
 
 
-def equivalent_mutants() -> set[str]:
-    """The mutant names listed in equivalent.md: a list item starting with the backticked name."""
-    return set(re.findall(r"^- `([\w.ǁ]+__mutmut_\d+)`", EQUIVALENT.read_text(), re.MULTILINE))
+def equivalent_mutants() -> list[str]:
+    """The mutant names listed in equivalent.md: a list item starting with the backticked name
+    (`*` for every number: all the mutants of a function)."""
+    pattern = r"^- `([\w.ǁ]+__mutmut_(?:\d+|\*))`"
+    return re.findall(pattern, EQUIVALENT.read_text(), re.MULTILINE)
+
+
+def listed(name: str, equivalent: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in equivalent)
 
 
 def statuses(module: str) -> dict[str, str]:
@@ -52,6 +59,7 @@ def changed_lines(name: str, module: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    os.chdir(ROOT)
     configured = configured_modules()
     modules = argv or configured
     unknown = [m for m in modules if m not in configured]
@@ -67,9 +75,10 @@ def main(argv: list[str]) -> int:
             failed = True
             continue
         killed = [n for n, s in status.items() if s in KILLED]
-        survived = sorted(n for n, s in status.items() if s in SURVIVED and n not in equivalent)
-        equal = [n for n, s in status.items() if s in SURVIVED and n in equivalent]
-        stale = sorted(n for n, s in status.items() if s not in SURVIVED and n in equivalent)
+        excused = {n for n in status if listed(n, equivalent)}
+        survived = sorted(n for n, s in status.items() if s in SURVIVED and n not in excused)
+        equal = [n for n, s in status.items() if s in SURVIVED and n in excused]
+        stale = sorted(n for n, s in status.items() if s not in SURVIVED and n in excused)
         unchecked = sorted(n for n, s in status.items() if s not in KILLED | SURVIVED)
         failed |= bool(unchecked)
         rows.append((module, len(status), len(equal), len(killed), len(status) - len(equal)))
