@@ -187,7 +187,15 @@ def test_the_clock_synchronises_a_gpu_only(monkeypatch):
 def test_a_zero_epoch_training_reports_the_model_as_it_is(monkeypatch):
     monkeypatch.setattr(bench.train, "evaluate", lambda *args, **kwargs: 0.42)
     model, loader = _model_and_loader()
-    result = train(model, loader, loader, Recipe(epochs=0, warmup_epochs=0), CPU, 0, progress=False)
+    result = train(
+        model,
+        loader,
+        loader,
+        Recipe(epochs=0, warmup_epochs=0, schedule="constant"),
+        CPU,
+        0,
+        progress=False,
+    )
     assert (result.final_acc, result.evaluations, result.history) == (0.42, 1, [])
 
 
