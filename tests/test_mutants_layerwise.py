@@ -1,15 +1,22 @@
 """Layer-wise pruners' records by value where mutation testing found no test: what `angular`
 writes to its decision, and which budget makes `drop_last` SLS's own model."""
 
-import math
+import copy
 
 import numpy as np
+import torch
 
 import baselines.similarity
 from baselines.layerwise import DropLast
-from baselines.similarity import angular_distances, run_distances
-from bench.pruning import Budget, make_pruner
-from tests.test_similarity import ANGLES, Rotate, Rotations, _context, _tokens
+from baselines.similarity import angular_distances, least_distance_run, run_distances
+from bench.pruning import Budget, PruneContext, make_pruner
+from bench.tasks import get_task
+from tests.conftest import calibration_loader, petl_model
+
+
+def _context(model, keep: int, calibration) -> PruneContext:
+    return PruneContext(model, calibration, get_task("digits"), Budget("keep", keep), 0,
+                        torch.device("cpu"), None)  # fmt: skip
 
 
 def test_angular_records_its_run_distances_and_reads_the_images_asked(monkeypatch):
@@ -20,19 +27,21 @@ def test_angular_records_its_run_distances_and_reads_the_images_asked(monkeypatc
         return angular_distances(model, loader, tokens, max_images)
 
     monkeypatch.setattr(baselines.similarity, "angular_distances", spy)
-    model, calibration = Rotations([Rotate(a) for a in ANGLES]), _tokens(images=12)
-    pruner = make_pruner("angular", {"max_images": 5, "tokens": "all"})
-    decision = pruner.prune(_context(model, 4, calibration)).decision
-    assert read == [("all", 5)]
-    distances = angular_distances(model, calibration, "all", 5)
-    assert decision["n"] == 2 and decision["start"] == 2
+    model, calibration = petl_model("convpass"), calibration_loader()
+    distances = angular_distances(copy.deepcopy(model), calibration, "all", 48)
+    assert not np.allclose(distances, angular_distances(copy.deepcopy(model), calibration, "all"))
+    pruner = make_pruner("angular", {"max_images": 48, "tokens": "all"})
+    decision = pruner.prune(_context(model, 2, calibration)).decision
+    assert read == [("all", 48)]
+    start = least_distance_run(distances, 2)
+    assert (decision["n"], decision["start"]) == (2, start)
+    assert decision["dropped"] == [start, start + 1]
     np.testing.assert_allclose(decision["distances"], distances)
     np.testing.assert_allclose(decision["run_distances"], run_distances(distances, 2))
-    np.testing.assert_allclose(decision["run_distances"][2], 0.25 / math.pi, atol=1e-7)
 
 
 def test_angular_at_full_depth_removes_nothing_and_has_no_start():
-    decision = make_pruner("angular").prune(_context(Rotations([Rotate(a) for a in ANGLES]), 6))
+    decision = make_pruner("angular").prune(_context(petl_model(), 4, calibration_loader()))
     assert (decision.decision["n"], decision.decision["start"]) == (0, None)
     assert decision.decision["dropped"] == []
 
