@@ -8,7 +8,22 @@ recipe), after which the model is sliced and the harness retrains it for the res
 every method trains the same number of epochs after the transfer. The schedule is P3B's as
 BASELINES.md scales it to VTAB-1k (fractions of the training budget): pruning from 10%, fully
 sparse at 40%, hard masks at 50% (the end of the gate phase), then retraining to 100%; masks
-are recomputed every `update_every` steps (~3 per VTAB-1k epoch, as P3B's ~3 per epoch).
+are recomputed every `update_every` steps (~3 per VTAB-1k epoch of ~15 steps, as P3B's ~3 per
+epoch).
+
+As P3B's code (main.py, utils/optimizer.py, engine.py, loss/prune_loss.py), each a setting:
+- `gate_lr="constant"`: the gate phase trains at a constant rate, the recipe's base lr (P3B's
+  main.py builds no lr scheduler when it prunes); `recipe` runs the recipe's warm-up + cosine
+  over its first epochs instead;
+- `aux_lr=5e-4`: the auxiliary heads train at their own rate (P3B's `--lr-soft-head`, 5e-4, not
+  scaled with the batch as its main rate is); None: the recipe's lr;
+- `mask_update="before_step"`: a mask update happens before the forward of its step, from the
+  window of the steps before it (P3B's engine.py calls `prune_forward` before the forward and
+  accumulates the gate scores after the optimiser step), and a last one after the gate phase
+  (P3B's finalize); `after_step` updates after the step, its window including it;
+- `mask_centre="last_kept"`: the soft mask is 0.5 at the last kept gate (P3B's sigmoid is
+  centred on its threshold index, and its hard mask keeps m >= 0.5); `between` centres it
+  halfway between the last kept and the first pruned gate.
 
 As in P3B:
 - each residual branch (attention, MLP: 2N in an N-block ViT) has one auxiliary head per token
@@ -27,19 +42,24 @@ As in P3B:
 - inside a branch, gates are ranked by the squared Taylor score of the gate, (m dL/dm)^2,
   averaged over the window: one head-dim gate shared by all heads (and by q, k, v, as P3B's
   attn_qkv gate), so every head keeps the same dims, and one gate per MLP hidden neuron; the
-  masks are sigmoid(log(9) (keep - rank) / (tau size)) (0.9 at tau size ranks inside the
-  threshold, P3B's factor), tau = `temperature` until full sparsity, then annealed to 0.
+  masks are sigmoid(log(9) (centre - rank) / (tau size)) (0.9 at tau size ranks inside the
+  centre, P3B's factor), tau = `temperature` until full sparsity, then annealed to 0.
 
 Departures, and why:
 - frozen backbone (PETL): no attention-in/out or MLP-in/out gates on the residual width, which
   would cut the shared residual stream the PETL modules and the head read; P3B's per-gate-type
   importance factors then have nothing to weigh (one gate type per branch);
 - the gate phase trains on the calibration split (train800val200, the training split) with the
-  recipe's optimiser, lr schedule and batch size (its first epochs; the harness retrains the rest);
+  recipe's AdamW, base lr and batch size (P3B: its DeiT fine-tuning recipe, lr 5e-4 x batch/512,
+  no weight decay on biases and norms); after it the harness retrains for the rest of the
+  recipe's schedule (P3B fine-tunes the pruned model in a second run with a fresh schedule);
+- P3B's last mask update also adds the previous window's sums to the last window; here it uses
+  the last window alone;
 - auxiliary heads are cheap: a Linear on the CLS token (as P3B) and a Linear on the mean-pooled
   patch tokens (P3B: two 3x3 conv-BN-ReLU layers before pooling, ~10 M parameters a head);
-- a sliced head keeps the unpruned softmax scale (head_dim ** -0.5 of the full head), as the
-  masked model trained with it, so the sliced model equals the masked one.
+- the softmax scale of the sliced head is the rule every width pruner shares
+  (baselines/softmax_scale.py): by default the unpruned one, as P3B's attention keeps and as the
+  masked model trained with, so the sliced model equals the masked one.
 
 Stored per task: the kept indices per branch (JSON, like width pruning) + PETL + head.
 """
@@ -48,13 +68,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import nn
 
+from baselines.softmax_scale import KEEP_SCALE, scale_tags
 from bench.budget import backbone_block_params, param_fraction
 from bench.config import Recipe
 from bench.errors import UserError
@@ -255,10 +276,18 @@ def allocate(scores: list[float], units: list[int], unit_params: list[int], keep
     return counts
 
 
-def soft_mask(scores: torch.Tensor, keep: int, temperature: float) -> torch.Tensor:
+MaskCentre = Literal["last_kept", "between"]
+CENTRE_OFFSET: dict[str, float] = {"last_kept": 1.0, "between": 0.5}
+
+
+def soft_mask(
+    scores: torch.Tensor, keep: int, temperature: float, centre: MaskCentre = "last_kept"
+) -> torch.Tensor:
     """Mask over `size` gates keeping the `keep` best-ranked: P3B's sigmoid over the rank,
-    sigmoid(log(9) (keep - 1/2 - rank) / (temperature size)), 0.9 at temperature x size ranks
-    inside the threshold (centred between the last kept and the first pruned gate); hard at 0."""
+    sigmoid(log(9) (keep - offset - rank) / (temperature size)), 0.9 at temperature x size
+    ranks inside its centre. `last_kept` (P3B, offset 1): 0.5 at the last kept gate, which P3B's
+    hard mask (m >= 0.5) keeps; `between` (offset 1/2): halfway between the last kept and the
+    first pruned gate. Hard (the `keep` best at 1, the rest at 0) at temperature 0."""
     size = scores.shape[0]
     if keep >= size:
         return torch.ones_like(scores)
@@ -268,7 +297,8 @@ def soft_mask(scores: torch.Tensor, keep: int, temperature: float) -> torch.Tens
     if temperature <= 0:
         return (ranks < keep).to(scores.dtype)
     factor = math.log(MASK_AT_TAU / (1 - MASK_AT_TAU))
-    return torch.sigmoid(factor * (keep - 0.5 - ranks.to(scores.dtype)) / (temperature * size))
+    position = keep - CENTRE_OFFSET[centre] - ranks.to(scores.dtype)
+    return torch.sigmoid(factor * position / (temperature * size))
 
 
 def kept_indices(brs: list[Branch], num_blocks: int) -> KeptIndices:
@@ -284,9 +314,10 @@ def kept_indices(brs: list[Branch], num_blocks: int) -> KeptIndices:
 # slicing
 
 
-def slice_model(model: nn.Module, kept: KeptIndices) -> None:
+def slice_model(model: nn.Module, kept: KeptIndices, keep_scale: bool = KEEP_SCALE) -> None:
     """Physically keep the given head-dim channels and hidden neurons of every gated block; the
-    softmax scale stays the unpruned one. An empty list skips the branch."""
+    softmax scale stays the unpruned one unless `keep_scale` is False. An empty list skips the
+    branch."""
     if len(kept) != len(model.blocks):
         raise ValueError(f"state has {len(kept)} blocks, model {len(model.blocks)}")
     for block, k in zip(model.blocks, kept, strict=True):
@@ -294,7 +325,7 @@ def slice_model(model: nn.Module, kept: KeptIndices) -> None:
         if len(k["attn"]) % attn.num_heads:
             raise ValueError(f"kept head dims {len(k['attn'])} do not split into {attn.num_heads}")
         slice_head_dims(attn, k["attn"])
-        fix_attention(attn, keep_scale=True)
+        fix_attention(attn, keep_scale or not k["attn"])  # a skipped branch has no softmax
         slice_mlp_hidden(mlp, k["mlp"])
         attn.channel_gate = mlp.channel_gate = None
 
@@ -352,29 +383,39 @@ def forward_points(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, lis
 
 @dataclass
 class Schedule:
-    """The gate phase in steps: pruning from `start`, fully sparse at `sparse`, hard at `total`."""
+    """The gate phase in steps: pruning from `start`, fully sparse at `sparse`, hard at `total`.
+    `mask_update`: whether a step's mask update comes before its forward (P3B) or after its
+    optimiser step."""
 
     epochs: int
     steps_per_epoch: int
     start: int
     sparse: int
+    mask_update: str = "after_step"
 
     @property
     def total(self) -> int:
         return self.epochs * self.steps_per_epoch
 
+    @property
+    def before_step(self) -> bool:
+        return self.mask_update == "before_step"
+
     def updates_at(self, step: int, every: int) -> bool:
-        """P3B's update steps: every `every` steps from the start, and the last step."""
-        return step >= self.start and ((step - self.start) % every == every - 1
-                                       or step == self.total - 1)  # fmt: skip
+        """P3B's update steps: every `every` steps from the start; after the step, also at the
+        last step (before the step, the last update follows the gate phase: `final`)."""
+        regular = step >= self.start and (step - self.start) % every == every - 1
+        return regular or (not self.before_step and step == self.total - 1)
 
     def ramp(self, step: int) -> float:
         """0 before the start, 1 from full sparsity (P3B's pr_step)."""
         return min(max(step + 1 - self.start, 0) / max(self.sparse - self.start, 1), 1.0)
 
     def sharpness(self, step: int) -> float:
-        """0 until full sparsity, 1 at the last step (tau anneals to 0)."""
-        return min(max((step + 1 - self.sparse) / max(self.total - self.sparse, 1), 0.0), 1.0)
+        """0 until full sparsity, 1 at the end (tau anneals to 0). Before the step, P3B's
+        (step - sparse) / (total - sparse); after it, the step just trained counts."""
+        done = step if self.before_step else step + 1
+        return min(max((done - self.sparse) / max(self.total - self.sparse, 1), 0.0), 1.0)
 
 
 @PRUNERS.register("block_benefit")
@@ -398,6 +439,12 @@ class BlockBenefit(Pruner):
     alpha: float = 0.5  # CLS vs patch benefit mix
     imp_scale: float = 10.0  # P3B's pr_block_imp_scale: the soft clip's ceiling
     tolerance: float = 0.02  # |achieved - target| as a fraction of backbone block parameters
+    # P3B's training of the gate phase (module docstring)
+    gate_lr: Literal["constant", "recipe"] = "constant"  # constant: the recipe's base lr
+    aux_lr: float | None = 5e-4  # P3B's --lr-soft-head; None: the recipe's lr
+    mask_update: Literal["before_step", "after_step"] = "before_step"
+    mask_centre: MaskCentre = "last_kept"
+    keep_scale: bool = KEEP_SCALE  # the unpruned softmax scale (baselines/softmax_scale.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -405,6 +452,10 @@ class BlockBenefit(Pruner):
             raise UserError(
                 "pruners.block_benefit: need 0 <= prune_start < sparse_at <= harden_at <= 1, got "
                 f"{self.prune_start}, {self.sparse_at}, {self.harden_at}"
+            )
+        if self.aux_lr is not None and self.aux_lr <= 0:
+            raise UserError(
+                f"pruners.block_benefit.aux_lr must be > 0 (or none), got {self.aux_lr}"
             )
 
     def prune(self, ctx: PruneContext) -> PruneResult:
@@ -424,7 +475,7 @@ class BlockBenefit(Pruner):
             torch.manual_seed(ctx.seed)
             schedule, history = self.gate_phase(ctx, model, brs, prunable - target * before)
         kept = kept_indices(brs, len(model.blocks))
-        slice_model(model, kept)
+        slice_model(model, kept, self.keep_scale)
         freeze_backbone(model)
         achieved = 1.0 - backbone_block_params(model) / before
         if abs(achieved - target) > self.tolerance:
@@ -453,8 +504,10 @@ class BlockBenefit(Pruner):
             "settings": self.settings(),
             **metrics,
         }
-        tags = {"stored.deployed": DEPLOYED, "reconstruction": "PETL adaptation of P3B"}
-        return PruneResult(model, {"blocks": kept}, decision, metrics, tags=tags, retrain=True,
+        tags = {"stored.deployed": DEPLOYED, "reconstruction": "PETL adaptation of P3B",
+                **scale_tags(self.keep_scale)}  # fmt: skip
+        state = {"blocks": kept, "keep_scale": self.keep_scale}
+        return PruneResult(model, state, decision, metrics, tags=tags, retrain=True,
                            epochs_trained=float(schedule.epochs))  # fmt: skip
 
     def schedule(self, recipe: Recipe, images: int) -> Schedule:
@@ -468,23 +521,26 @@ class BlockBenefit(Pruner):
         total = epochs * steps
         start = round(self.prune_start / self.harden_at * total)
         sparse = max(start + 1, round(self.sparse_at / self.harden_at * total))
-        return Schedule(epochs, steps, min(start, total - 1), min(sparse, total))
+        return Schedule(epochs, steps, min(start, total - 1), min(sparse, total), self.mask_update)
 
     def gate_phase(self, ctx: PruneContext, model: nn.Module, brs: list[Branch], keep: float):
         """Train PETL + head + auxiliary heads on the calibration set, the recipe's first epochs
-        (its optimiser and lr schedule), while benefits and gate Taylor scores are accumulated
-        and the masks recomputed; ends with hard masks at the full budget (`keep` parameters)."""
+        (its AdamW at a constant rate or on its schedule, `gate_lr`; the auxiliary heads at
+        `aux_lr`), while benefits and gate Taylor scores are accumulated and the masks
+        recomputed; ends with hard masks at the full budget (`keep` parameters)."""
         images = torch.cat([x for x, _ in ctx.calibration])
         labels = torch.cat([y for _, y in ctx.calibration])
         schedule = self.schedule(ctx.recipe, len(images))
         batch = len(images) // schedule.steps_per_epoch
         aux = AuxHeads(len(brs), model.embed_dim, model.num_classes, model.num_prefix_tokens)
         aux = aux.to(ctx.device)
-        params = [p for p in model.parameters() if p.requires_grad] + list(aux.parameters())
+        aux_lr = ctx.recipe.lr if self.aux_lr is None else self.aux_lr
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]},
+                  {"params": list(aux.parameters()), "lr": aux_lr}]  # fmt: skip
         optimizer = torch.optim.AdamW(
-            params, lr=ctx.recipe.lr, weight_decay=ctx.recipe.weight_decay
+            groups, lr=ctx.recipe.lr, weight_decay=ctx.recipe.weight_decay
         )
-        scheduler = make_scheduler(optimizer, ctx.recipe)
+        scheduler = make_scheduler(optimizer, ctx.recipe) if self.gate_lr == "recipe" else None
         for br in brs:
             br.mask = torch.ones(br.size, device=ctx.device)
             br.taylor = torch.zeros(br.size, device=ctx.device)
@@ -492,6 +548,12 @@ class BlockBenefit(Pruner):
         benefits = Benefits(torch.zeros(2, len(brs)))
         generator = torch.Generator().manual_seed(ctx.seed)
         history, step = [], 0
+
+        def update(at: int, final: bool = False) -> None:
+            entry = self.update(brs, benefits, schedule, at, keep, final)
+            if entry is not None:
+                history.append(entry)
+
         was_training = model.training
         model.train()
         try:
@@ -500,14 +562,18 @@ class BlockBenefit(Pruner):
                 order = torch.randperm(len(images), generator=generator).to(images.device)
                 for b in range(schedule.steps_per_epoch):
                     index = order[b * batch : (b + 1) * batch]
+                    if schedule.before_step and schedule.updates_at(step, self.update_every):
+                        update(step)
                     drops = self.train_step(
                         model, aux, optimizer, brs, images[index], labels[index], ctx.recipe.dtype
                     )
                     if step >= schedule.start:
                         self.accumulate(brs, benefits, drops)
-                    if schedule.updates_at(step, self.update_every):
-                        history.append(self.update(brs, benefits, schedule, step, keep))
+                    if not schedule.before_step and schedule.updates_at(step, self.update_every):
+                        update(step)
                     step += 1
+            if schedule.before_step:  # P3B's finalize: the last window, at the full budget
+                update(step, final=True)
         finally:
             for br in brs:
                 br.module.channel_gate = None
@@ -537,23 +603,26 @@ class BlockBenefit(Pruner):
             br.steps += 1
 
     def update(self, brs: list[Branch], benefits: Benefits, schedule: Schedule, step: int,
-               keep: float) -> dict:  # fmt: skip
+               keep: float, final: bool = False) -> dict | None:  # fmt: skip
         """P3B's prune_forward: the window's benefits -> each branch's goal at the full budget;
         its keep moves there with the ramp; masks from the window's Taylor scores; the windows
-        reset."""
+        reset. `final`: the full budget, hard masks. An empty window (no step since the pruning
+        start) changes nothing."""
+        if benefits.steps == 0:
+            return None
         remaining = torch.tensor([float(br.params()) for br in brs])
         scores = benefits.update(remaining, self.imp_scale, self.ema, self.alpha)
         goals = allocate(scores.tolist(), [br.size for br in brs],
                          [br.unit_params for br in brs], keep)  # fmt: skip
-        ramp = schedule.ramp(step)
-        temperature = self.temperature * (1.0 - schedule.sharpness(step))
+        ramp = 1.0 if final else schedule.ramp(step)
+        temperature = 0.0 if final else self.temperature * (1.0 - schedule.sharpness(step))
         for br, goal in zip(brs, goals, strict=True):
             br.taylor = br.acc / max(1, br.steps)
             br.acc.zero_()
             br.steps = 0
             br.goal = goal
             br.keep = round(br.size - (br.size - goal) * ramp)
-            br.mask = soft_mask(br.taylor, br.keep, temperature)
+            br.mask = soft_mask(br.taylor, br.keep, temperature, self.mask_centre)
         return {"step": step + 1, "ramp": ramp, "temperature": temperature,
                 "keep": [br.keep / br.size for br in brs],
                 "benefit": [round(float(s), 6) for s in scores]}  # fmt: skip
@@ -561,6 +630,6 @@ class BlockBenefit(Pruner):
     @classmethod
     def restore(cls, model: nn.Module, state: dict[str, Any]) -> nn.Module:
         install_gates(model)
-        slice_model(model, state["blocks"])
+        slice_model(model, state["blocks"], state.get("keep_scale", True))
         freeze_backbone(model)
         return model

@@ -15,23 +15,28 @@ import hashlib
 import random
 from abc import abstractmethod
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.budget import blocks_to_keep
-from bench.models.features import block_states
+from bench import record as R
+from bench.budget import block_sizes, blocks_to_keep
+from bench.models.family import NAMES as FAMILIES
+from bench.models.family import num_blocks as count_blocks
+from bench.models.features import block_io
 from bench.models.surgery import keep_blocks
 from bench.pruning import PRUNERS, Budget, PruneContext, Pruner, PruneResult
 
-Tokens = Literal["all", "cls"]  # what block_influence averages over
+Tokens = Literal["all", "cls", "head"]  # what block_influence averages over
 
 
 class LayerwisePruner(Pruner):
-    """Keeps `blocks_to_keep(budget)` blocks, in their original order; subclasses choose which."""
+    """Keeps `blocks_to_keep(budget)` blocks, in their original order; subclasses choose which.
+    Whole blocks go on every backbone family (a Swin keeps every patch merging)."""
+
+    backbones = FAMILIES
 
     @abstractmethod
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
@@ -39,22 +44,35 @@ class LayerwisePruner(Pruner):
         also logged as metrics `score/block_NN`, 1-based like SLS's)."""
 
     def prune(self, ctx: PruneContext) -> PruneResult:
-        num_blocks = len(ctx.model.blocks)
-        k = blocks_to_keep(ctx.budget, num_blocks)
+        num_blocks = count_blocks(ctx.model)
+        k = blocks_to_keep(ctx.budget, num_blocks, block_sizes(ctx.model))
         kept, record = self.choose(ctx, k)
         kept = sorted(kept)
         dropped = [i for i in range(num_blocks) if i not in kept]
         model = keep_blocks(ctx.model, kept)
         decision = {"k": k, "kept": kept, "dropped": dropped, "settings": self.settings(), **record}
-        metrics = {"k": float(k)}
+        metrics = {R.PRUNER_K: float(k)}
         metrics.update(
-            {f"score/block_{i:02d}": s for i, s in enumerate(record.get("scores", []), 1)}
+            {R.block_metric(R.BLOCK_SCORE, i): s for i, s in enumerate(record.get("scores", []), 1)}
         )
         return PruneResult(model, {"kept": kept}, decision, metrics)
 
     @classmethod
     def restore(cls, model: nn.Module, state: dict[str, Any]) -> nn.Module:
         return keep_blocks(model, state["kept"])
+
+
+class RecordsRemoved(LayerwisePruner):
+    """A LayerwisePruner that also logs `removed/block_NN` (1 = removed) for the criteria table."""
+
+    def prune(self, ctx: PruneContext) -> PruneResult:
+        result = super().prune(ctx)
+        dropped = set(result.decision["dropped"])
+        total = len(dropped) + len(result.decision["kept"])
+        result.metrics.update(
+            {R.block_metric(R.BLOCK_REMOVED, i + 1): float(i in dropped) for i in range(total)}
+        )
+        return result
 
 
 @PRUNERS.register("drop_last")
@@ -92,7 +110,7 @@ class RandomBlocks(LayerwisePruner):
     are K seeds (SEEDS=0,...,K-1), and the tables average over seeds."""
 
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
-        num_blocks = len(ctx.model.blocks)
+        num_blocks = count_blocks(ctx.model)
         rng_seed = draw_seed(ctx.task.name, ctx.seed)
         dropped = random.Random(rng_seed).sample(range(num_blocks), num_blocks - k)
         return [i for i in range(num_blocks) if i not in dropped], {"rng_seed": rng_seed}
@@ -107,12 +125,15 @@ def draw_seed(task: str, seed: int) -> int:
 
 @PRUNERS.register("block_influence")
 @dataclass
-class BlockInfluence(LayerwisePruner):
+class BlockInfluence(RecordsRemoved):
     """Drops the N - k blocks that change their tokens least: score = 1 - cos(input, output),
     averaged over tokens and calibration images (the "block influence" of LLM layer pruning,
     e.g. ShortGPT), computed once on the unpruned model. `tokens="all"` (default) averages over
     every token, as ShortGPT over a sequence's hidden states; `tokens="cls"` scores only the CLS
-    token, the one the classifier head reads."""
+    token; `tokens="head"` what the classifier head reads (the CLS token, or the token mean where
+    the head pools, as a Swin's does). A Swin block's input and output are both on its stage's
+    grid (the patch merging before a stage is not part of any block). Logs `score/block_NN` and
+    `removed/block_NN` for the criteria table."""
 
     max_images: int | None = None  # None: every calibration image (train800val200)
     tokens: Tokens = "all"
@@ -128,16 +149,16 @@ class BlockInfluence(LayerwisePruner):
 def block_influence(
     model: nn.Module, loader, max_images: int | None = None, tokens: str = "all"
 ) -> list[float]:
-    """Mean over tokens (every token, or the CLS token: the first) and images of
+    """Mean over tokens (every token, or one: `cls`, `head`) and images of
     1 - cosine(block input, block output), per block."""
-    totals = torch.zeros(len(model.blocks), dtype=torch.float64)
+    totals = torch.zeros(count_blocks(model), dtype=torch.float64)
     count = 0
-    for states, _ in block_states(model, loader, tokens, max_images):
-        for index, (before, after) in enumerate(pairwise(states)):
+    for io, _ in block_io(model, loader, tokens, max_images):
+        for index, (before, after) in enumerate(zip(io.inputs, io.outputs, strict=True)):
             distance = 1.0 - F.cosine_similarity(before.double(), after.double(), dim=-1)
             per_image = distance.mean(dim=1) if tokens == "all" else distance
             totals[index] += per_image.sum().cpu()
-        count += len(states[0])
+        count += len(io.inputs[0])
     if count == 0:
         raise ValueError("block_influence needs calibration images; the loader gave none")
     return (totals / count).tolist()

@@ -1,34 +1,48 @@
-"""Pear-style adapter pruning and sharing: a RECONSTRUCTION from the paper, not the authors' code.
+"""Pear-style adapter pruning and sharing: a RECONSTRUCTION from the paper's abstract, not the
+authors' code.
 
-Pear (Zhong & Zhou, arXiv 2409.19733): the original Pear code could not be checked (no public
-code was found), and only the abstract and a review of the paper were readable. What is
-reconstructed from them: adapters are scored by first-order Taylor importance, the least
-important are pruned to a target ratio of adapter parameters, each pruned position then *shares*
-(reuses, and keeps training) a kept adapter, and a "knowledge checkpoint" preserves what the
-pruned adapters had learnt. The choices made here, none of them checked against Pear's code:
+Pear (Zhong & Zhou, arXiv 2409.19733). Only the abstract was readable; the code it names
+(github.com/yibozhong/pear) could not be read here. What the abstract says: adapters can be
+redundant; Pear prunes certain adapters and shares "the more important unpruned ones" with the
+positions where adapters were pruned, so those positions keep adapting after pruning; a
+"knowledge checkpoint" strategy "preserves the information of the pruned adapters". It names no
+importance criterion, no ratio, no schedule, and not how the knowledge checkpoint works.
+
+Everything else is this suite's choice, none of it checked against Pear's paper or code:
 
 - warm-up: the transfer (PETL training) that produced the model; no extra warm-up here;
-- score of an adapter: sum over its parameters of |theta * dL/dtheta|, with dL/dtheta the
-  cross-entropy gradient summed over seeded calibration batches (eval mode, no step);
-- sharing: a pruned position reuses the nearest kept adapter of the same role (attention or MLP
-  branch), ties broken by the higher score; the shared adapter is one module at both positions,
-  so retraining (by the harness, same recipe as every pruner) trains it for all of them;
-- knowledge checkpoint: off by default (`fold="none"`): the shared adapter keeps its own
-  weights, and the retraining carries what the task needs. Averaging the weights of independently
-  initialised nonlinear bottlenecks does not preserve what either computed (their hidden units
-  are not aligned), so it is not the default; the score-weighted average of the kept adapter and
-  the pruned ones that now share it (`fold="taylor"`) and the plain average (`fold="mean"`)
-  remain as labelled options.
+- importance of an adapter: first-order Taylor, the sum over its parameters of
+  |theta * dL/dtheta|, with dL/dtheta the cross-entropy gradient summed over seeded calibration
+  batches (eval mode, no step);
+- what is pruned: the least important adapters, to a target fraction of the PETL parameters
+  (the run's budget; `budget_axis = "petl"`: keep:k of N blocks removes (N - k) / N of them);
+- sharing (`share`): `important` (default, the abstract's "more important unpruned ones"): every
+  pruned position reuses the kept adapter of the same role (attention or MLP branch) with the
+  highest score (any role if none of its own is left), so one adapter may serve several
+  positions; `nearest`: the kept adapter of the same role in the nearest block (ties to the
+  higher score). The shared adapter is one module at all its positions, so retraining (by the
+  harness, the same recipe as every pruner) trains it for all of them;
+- knowledge checkpoint (`knowledge`): `distil` (default): at the moment of pruning, each shared
+  adapter is fitted to compute, at every position it now serves, what the adapter there computed
+  before pruning (its own included): Adam (`distil_lr`) for `distil_epochs` passes over the
+  calibration sample, minimising per position the mean squared error between its output and the
+  transferred adapter's on that position's input (read from the unpruned model, so positions
+  downstream see the inputs they had), averaged over the positions it serves. `none`: the shared
+  adapter keeps its own weights. `taylor` / `mean`: the score-weighted / plain average of the
+  weights of the shared adapter and those it replaces (a weight average of independently trained
+  nonlinear bottlenecks is not a function average: their hidden units are not aligned).
+  The metrics `knowledge_error_before` / `knowledge_error_after` give that mean squared error
+  with the shared adapter as it was and as the knowledge checkpoint left it.
 
-Pear prunes adapters, not the backbone: it reduces stored parameters, not compute (with RepAdapter,
-merged, not even the unmerged adapter cost: each position folds its shared adapter into its own
-qkv and fc1). Stored per task:
-the kept adapters + the sharing map (JSON state) + the head. The budget is a fraction of PETL
-parameters (`budget_axis = "petl"`): keep:k of N blocks removes (N - k) / N of them.
+Pear prunes adapters, not the backbone: it reduces stored parameters, not compute (with
+RepAdapter, merged, not even the unmerged adapter cost: each position folds its shared adapter
+into its own qkv and fc1). Stored per task: the kept adapters + the sharing map (JSON state) +
+the head.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,12 +57,19 @@ from bench.models.petl import AdapterBlock, PetlModule, freeze_backbone
 from bench.pruning import PRUNERS, PruneContext, Pruner, PruneResult
 
 RECONSTRUCTION = (
-    "Pear-style reconstruction from the paper's abstract and a review (the original code could "
-    "not be checked): Taylor-scored adapters, pruned positions share the nearest kept adapter"
+    "Pear-style reconstruction from the paper's abstract (its code could not be read): pruned "
+    "positions share a kept adapter, a knowledge checkpoint; the Taylor score, the sharing "
+    "rule and the checkpoint's method are the suite's choices"
 )
-Fold = Literal["none", "taylor", "mean"]
-FOLDS: dict[Fold, str] = {
-    "none": "no weight folding: the shared adapter keeps its own weights",
+Share = Literal["important", "nearest"]
+SHARES: dict[Share, str] = {
+    "important": "each pruned position shares the highest-scored kept adapter of its role",
+    "nearest": "each pruned position shares the kept adapter of its role in the nearest block",
+}
+Knowledge = Literal["distil", "none", "taylor", "mean"]
+KNOWLEDGE: dict[Knowledge, str] = {
+    "distil": "shared adapters fitted to the outputs of the adapters they replace and their own",
+    "none": "no knowledge checkpoint: the shared adapter keeps its own weights",
     "taylor": "pruned adapters folded into the shared one (score-weighted average of weights)",
     "mean": "pruned adapters folded into the shared one (plain average of weights)",
 }
@@ -58,18 +79,30 @@ FOLDS: dict[Fold, str] = {
 @dataclass
 class Pear(Pruner):
     """Prunes the least important adapters (first-order Taylor) to a ratio of PETL parameters;
-    every pruned position shares the nearest kept adapter (weights folded in only with `fold`).
-    A Pear-style reconstruction from the paper (the original code could not be checked): see the
-    module docstring for what is and is not from the paper."""
+    every pruned position shares the most important kept adapter of its role (`share`), which
+    the knowledge checkpoint (`knowledge`) fits to what the adapters it replaces computed.
+    A Pear-style reconstruction from the abstract (the code could not be read): see the module
+    docstring for what is from the abstract and what is the suite's choice."""
 
     budget_axis = "petl"
     # the per-block adapter methods: LoRA's updates wrap the frozen qkv, SPLoRA's every Linear
     petl_methods = frozenset({"convpass", "adapter", "repadapter"})
 
-    batches: int = 10  # calibration batches for the Taylor gradients
+    batches: int = 10  # calibration batches for the Taylor gradients (and the distillation)
     batch_size: int = 32
-    fold: Fold = "none"  # knowledge checkpoint: none | taylor (score-weighted mean) | mean
+    share: Share = "important"  # important | nearest
+    knowledge: Knowledge = "distil"  # the knowledge checkpoint: distil | none | taylor | mean
+    distil_epochs: int = 5  # passes over the calibration sample (`knowledge=distil`)
+    distil_lr: float = 1e-3  # Adam's rate (`knowledge=distil`)
     tolerance: float = 0.05  # |achieved - target| as a fraction of PETL parameters
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.distil_epochs < 0 or self.distil_lr <= 0:
+            raise UserError(
+                "pruners.pear: distil_epochs must be >= 0 and distil_lr > 0, got "
+                f"{self.distil_epochs}, {self.distil_lr}"
+            )
 
     def prune(self, ctx: PruneContext) -> PruneResult:
         model = ctx.model
@@ -80,8 +113,13 @@ class Pear(Pruner):
         )
         scores = taylor_scores(model, adapters, images, labels, self.batch_size)
         pruned = choose_pruned(model, adapters, scores, target)
-        sharing = sharing_map(adapters, pruned, scores)
-        fold_adapters(model, sharing, scores, self.fold)
+        sharing = sharing_map(adapters, pruned, scores, self.share)
+        errors = {}
+        if self.knowledge == "distil":
+            errors = distil_shared(model, sharing, images, self.batch_size, self.distil_epochs,
+                                   self.distil_lr)  # fmt: skip
+        else:
+            fold_adapters(model, sharing, scores, self.knowledge)
         apply_sharing(model, sharing)
         freeze_backbone(model)
         sizes = {p: _numel(model.get_submodule(p)) for p in adapters}
@@ -93,7 +131,8 @@ class Pear(Pruner):
             )
         decision = {
             "reconstruction": RECONSTRUCTION,
-            "knowledge_checkpoint": FOLDS[self.fold],
+            "share": SHARES[self.share],
+            "knowledge_checkpoint": KNOWLEDGE[self.knowledge],
             "scores": scores,
             "pruned": pruned,
             "sharing": sharing,
@@ -106,11 +145,13 @@ class Pear(Pruner):
             "petl_removed_fraction": achieved,
             "adapters_kept": float(len(adapters) - len(pruned)),
             "adapters_pruned": float(len(pruned)),
+            **errors,
         }
         metrics.update({f"score/{p}": s for p, s in scores.items()})
         tags = {
             "reconstruction": RECONSTRUCTION,
-            "pear.fold": FOLDS[self.fold],
+            "pear.share": SHARES[self.share],
+            "pear.knowledge_checkpoint": KNOWLEDGE[self.knowledge],
             "stored.deployed": "kept adapters + sharing map + head",
         }
         return PruneResult(model, {"sharing": sharing}, decision, metrics, tags=tags, retrain=True)
@@ -182,29 +223,118 @@ def choose_pruned(
     return [adapters[i] for i in sorted(pruned)]
 
 
-def sharing_map(adapters: list[str], pruned: list[str], scores: dict[str, float]) -> dict[str, str]:
-    """Pruned path -> the kept adapter it shares: the nearest kept one of the same role (any
-    role if none is left), ties broken by the higher score, then the earlier block."""
+def sharing_map(
+    adapters: list[str], pruned: list[str], scores: dict[str, float], share: str = "important"
+) -> dict[str, str]:
+    """Pruned path -> the kept adapter it shares, among the kept ones of the same role (any
+    role if none is left): `important`, the highest-scored (ties to the earlier block);
+    `nearest`, the one in the nearest block (ties to the higher score, then the earlier block)."""
     kept = [p for p in adapters if p not in pruned]
 
     def block(path: str) -> int:
         return int(path.split(".")[1])
 
+    def rank(path: str, target: str) -> tuple:
+        if share == "important":
+            return (-scores[target], block(target))
+        return (abs(block(target) - block(path)), -scores[target], block(target))
+
     sharing = {}
     for path in pruned:
         role = path.split(".")[-1]
         pool = [k for k in kept if k.endswith(role)] or kept
-        sharing[path] = min(pool, key=lambda k: (abs(block(k) - block(path)), -scores[k], block(k)))
+        sharing[path] = min(pool, key=lambda k: rank(path, k))
     return sharing
+
+
+def distil_shared(
+    model: nn.Module,
+    sharing: dict[str, str],
+    images: torch.Tensor,
+    batch_size: int,
+    epochs: int,
+    lr: float,
+) -> dict[str, float]:
+    """The knowledge checkpoint `distil` (before `apply_sharing`): each kept adapter that will be
+    shared is fitted, with Adam at `lr` for `epochs` passes over `images`, so that at every
+    position it will serve (its own included) its output on that position's input matches the
+    output of the adapter there, both read from a frozen copy of the unpruned model (eval mode).
+    Returns the mean squared error averaged over those positions, before and after."""
+    groups: dict[str, list[str]] = {}
+    for pruned, kept in sharing.items():
+        groups.setdefault(kept, [kept]).append(pruned)
+    if not groups:
+        return {}
+    teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    students = {kept: model.get_submodule(kept) for kept in groups}
+    modes = {kept: m.training for kept, m in students.items()}
+    for m in students.values():
+        m.eval()
+    batches = images.split(batch_size)
+
+    def error(batch: torch.Tensor) -> torch.Tensor:
+        seen = teacher_io(teacher, [p for members in groups.values() for p in members], batch)
+        per_group = [
+            torch.stack(
+                [F.mse_loss(students[kept](seen[p][0]), seen[p][1]) for p in members]
+            ).mean()
+            for kept, members in groups.items()
+        ]
+        return torch.stack(per_group).mean()
+
+    def mean_error() -> float:
+        with torch.no_grad():
+            return float(sum(error(b) for b in batches) / len(batches))
+
+    before = mean_error()
+    params = [p for m in students.values() for p in m.parameters()]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    try:
+        with torch.enable_grad():
+            for _ in range(epochs):
+                for batch in batches:
+                    loss = error(batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+    finally:
+        for p in params:
+            p.grad = None
+        for kept, m in students.items():
+            m.train(modes[kept])
+    return {"knowledge_error_before": before, "knowledge_error_after": mean_error()}
+
+
+def teacher_io(
+    teacher: nn.Module, paths: list[str], images: torch.Tensor
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each adapter's (input, output) in a forward of the frozen teacher on `images`."""
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def hook(path: str):
+        def record(module, args, output):
+            seen[path] = (args[0].detach(), output.detach())
+
+        return record
+
+    handles = [teacher.get_submodule(p).register_forward_hook(hook(p)) for p in paths]
+    try:
+        with torch.no_grad():
+            teacher(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
 
 
 @torch.no_grad()
 def fold_adapters(
     model: nn.Module, sharing: dict[str, str], scores: dict[str, float], fold: str
 ) -> None:
-    """The optional knowledge checkpoint (`fold` taylor | mean): each shared adapter becomes the
-    (score-weighted) average of itself and the adapters it replaces; `none` leaves it as is."""
-    if fold == "none":
+    """The weight-average knowledge checkpoints (`knowledge` taylor | mean): each shared adapter
+    becomes the (score-weighted) average of itself and the adapters it replaces; any other value
+    leaves it as is."""
+    if fold not in ("taylor", "mean"):
         return
     groups: dict[str, list[str]] = {}
     for pruned, kept in sharing.items():

@@ -12,7 +12,7 @@ and store only the kept-block indices + PETL + head, like every `LayerwisePruner
 base class's record they log:
 - `score/block_NN` (1-based): a per-block curve, oriented like `block_influence`'s, higher = the
   criterion values the block more, which the criteria table rank-correlates with the per-block
-  linear-probe accuracy (`bench.tables_criteria`);
+  linear-probe accuracy (`bench.tables.criteria`);
 - `removed/block_NN`: 1 for a removed block, 0 for a kept one, so the table can say which blocks
   went without reading `decision.json`.
 Both are computed once on the calibration images (train800val200, never test) in eval mode.
@@ -30,26 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.layerwise import LayerwisePruner
+from baselines.layerwise import RecordsRemoved
+from bench.errors import UserError
 from bench.models.calibration import calibration_batches
-from bench.models.features import block_states
-from bench.pruning import PRUNERS, PruneContext, PruneResult
+from bench.models.family import family_of
+from bench.models.features import block_io
+from bench.pruning import PRUNERS, PruneContext
 
-Tokens = Literal["cls", "all"]
+Tokens = Literal["head", "cls", "all"]
 ALL_TOKEN_CHUNK = 16  # images per forward when every token's state is kept (ViT-B: ~250 MB)
-
-
-class RecordsRemoved(LayerwisePruner):
-    """A LayerwisePruner that also logs `removed/block_NN` (1 = removed) for the criteria table."""
-
-    def prune(self, ctx: PruneContext) -> PruneResult:
-        result = super().prune(ctx)
-        dropped = set(result.decision["dropped"])
-        total = len(dropped) + len(result.decision["kept"])
-        result.metrics.update(
-            {f"removed/block_{i + 1:02d}": float(i in dropped) for i in range(total)}
-        )
-        return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,19 +54,24 @@ class Angular(RecordsRemoved):
     x^l is the input of block l (x^N the output of the last block, before the final norm). The
     distance d(x^l, x^{l+n}) = arccos(cos(x^l, x^{l+n})) / pi is averaged over the calibration
     images; the run l*, ..., l* + n - 1 with the smallest d goes (ties: the earliest run). The
-    paper measures at the last token of an LLM; a ViT's counterpart is the CLS token
-    (`tokens="cls"`, the default); `tokens="all"` averages the distance over every token. The
-    paper's "healing" fine-tune is the suite's common retraining of PETL + head.
+    paper measures at the last token of an LLM; a ViT's counterpart is the token its head reads
+    (`tokens="head"`, the default: the CLS token, or the token mean where the head pools, as a
+    Swin's does); `tokens="cls"` the CLS token; `tokens="all"` averages the distance over every
+    token. The paper's "healing" fine-tune is the suite's common retraining of PETL + head.
+
+    On a Swin the run lies within one stage (its tokens change grid and width between stages):
+    d is taken between the input of the run's first block and the output of its last, and runs
+    that cross a patch merging are not candidates (their distance is None in the record).
 
     Per-block curve (`score/block_NN`): d(x^{l-1}, x^l), the angle across block l alone (n = 1),
     whatever n the budget gives, so that the curve means the same at every budget.
     """
 
-    tokens: Tokens = "cls"  # all: the mean over every token of the per-token distance
+    tokens: Tokens = "head"  # all: the mean over every token of the per-token distance
     max_images: int | None = None  # None: every calibration image (train800val200)
 
     def choose(self, ctx: PruneContext, k: int) -> tuple[list[int], dict[str, Any]]:
-        num_blocks = len(ctx.model.blocks)
+        num_blocks = family_of(ctx.model).num_blocks(ctx.model)
         distances = angular_distances(ctx.model, ctx.calibration, self.tokens, self.max_images)
         n = num_blocks - k
         run = run_distances(distances, n)
@@ -86,8 +80,8 @@ class Angular(RecordsRemoved):
         record = {
             "n": n,
             "start": start if n else None,  # 0-based, like `kept` and `dropped`
-            "run_distances": run,  # d(x^l, x^{l+n}) for every start l = 0..N-n
-            "distances": distances.tolist(),  # (N+1) x (N+1): d(x^i, x^j)
+            "run_distances": _json(run),  # d(x^l, x^{l+n}) for every start l = 0..N-n
+            "distances": _json(distances.tolist()),  # (N+1) x (N+1): d(x^i, x^j)
             "scores": single_block_distances(distances),
         }
         return [i for i in range(num_blocks) if i not in removed], record
@@ -101,10 +95,26 @@ def run_distances(distances: np.ndarray, n: int) -> list[float]:
 
 def least_distance_run(distances: np.ndarray, n: int) -> int:
     """The start l* (0-based) of the n-block run with the smallest d(x^l, x^{l+n}); the earliest
-    on ties. n = 0 removes nothing (returns 0)."""
+    on ties; runs whose distance is undefined (NaN: across a Swin's stages) are no candidates.
+    n = 0 removes nothing (returns 0)."""
     if not 0 <= n < distances.shape[0]:
         raise ValueError(f"a run of {n} blocks does not fit in {distances.shape[0] - 1} blocks")
-    return int(np.argmin(run_distances(distances, n))) if n else 0
+    if not n:
+        return 0
+    run = np.array(run_distances(distances, n))
+    if np.isnan(run).all():
+        raise UserError(
+            f"angular removes a contiguous run of {n} blocks within one stage, and no stage has "
+            f"{n} blocks: keep more blocks (a budget keep:k with a larger k)"
+        )
+    return int(np.nanargmin(run))
+
+
+def _json(values):
+    """NaN (an undefined distance) as None, for the JSON record."""
+    if isinstance(values, list):
+        return [_json(v) for v in values]
+    return None if np.isnan(values) else values
 
 
 def single_block_distances(distances: np.ndarray) -> list[float]:
@@ -118,22 +128,41 @@ def angular_distances(
 ) -> np.ndarray:
     """(N+1) x (N+1) matrix of d(x^i, x^j) = arccos(cos(x^i, x^j)) / pi, averaged over images
     (and over tokens for `tokens="all"`), where x^i is the input of block i and x^N the output of
-    the last block."""
-    num_blocks = len(model.blocks)
+    the last block. On a backbone of several stages (a Swin), d(x^i, x^j) for i < j is taken
+    between the input of block i and the output of block j - 1 where both lie in one stage, and
+    is NaN across stages."""
+    family = family_of(model)
+    num_blocks = family.num_blocks(model)
+    spans = _stage_spans(family.stages(model))
     totals = torch.zeros(num_blocks + 1, num_blocks + 1, dtype=torch.float64)
     count = 0
     chunk = ALL_TOKEN_CHUNK if tokens == "all" else None
-    for states, _ in block_states(model, loader, tokens, max_images, images_per_forward=chunk):
-        # (N+1, B, D) or (N+1, B, T, D), unit vectors along the width
-        unit = torch.stack([F.normalize(state.double(), dim=-1) for state in states])
-        cos = torch.einsum("ib...d,jb...d->ijb...", unit, unit).clamp(-1.0, 1.0)
-        angle = torch.arccos(cos) / torch.pi
-        per_image = angle.mean(dim=3) if tokens == "all" else angle  # (N+1, N+1, B)
-        totals += per_image.sum(dim=2).cpu()
-        count += unit.shape[1]
+    for io, _ in block_io(model, loader, tokens, max_images, images_per_forward=chunk):
+        for first, last in spans:  # a stage's states: its first block's input, then each output
+            states = [io.inputs[first], *io.outputs[first : last + 1]]
+            # (n+1, B, D) or (n+1, B, T, D), unit vectors along the width
+            unit = torch.stack([F.normalize(state.double(), dim=-1) for state in states])
+            cos = torch.einsum("ib...d,jb...d->ijb...", unit, unit).clamp(-1.0, 1.0)
+            angle = torch.arccos(cos) / torch.pi
+            per_image = angle.mean(dim=3) if tokens == "all" else angle  # (n+1, n+1, B)
+            totals[first : last + 2, first : last + 2] += per_image.sum(dim=2).cpu()
+        count += len(io.inputs[0])
     if count == 0:
         raise ValueError("angular needs calibration images; the loader gave none")
-    return (totals / count).numpy()
+    distances = (totals / count).numpy()
+    within = np.zeros_like(distances, dtype=bool)
+    for first, last in spans:
+        within[first : last + 2, first : last + 2] = True
+    distances[~within] = np.nan
+    return distances
+
+
+def _stage_spans(stages: list[int]) -> list[tuple[int, int]]:
+    """(first, last) block of each stage that has blocks, 0-based."""
+    spans: dict[int, tuple[int, int]] = {}
+    for index, stage in enumerate(stages):
+        spans[stage] = (spans.get(stage, (index, index))[0], index)
+    return list(spans.values())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,8 +177,8 @@ class CKA(RecordsRemoved):
     removal keeps the linear CKA between the pruned and the unpruned model's final CLS features
     highest, until k blocks are left.
 
-    Features are the pre-logits output (the CLS token after the final norm: what the head sees)
-    on the calibration images; each candidate is evaluated by running the model without the
+    Features are the pre-logits output (what the head sees: the CLS token after the final norm,
+    or the pooled tokens of a pooling head such as a Swin's) on the calibration images; each candidate is evaluated by running the model without the
     block, no retraining between removals (the suite's common retraining follows). A
     reconstruction of the procedure as issue #16 states it, not the authors' code: their
     networks, feature layer and fine-tuning schedule differ. Ties go to the earliest block.
@@ -185,7 +214,7 @@ def greedy_cka_removal(
     model: nn.Module, loader, k: int, max_images: int | None = None
 ) -> tuple[list[int], list[dict[str, Any]], list[float]]:
     """(kept blocks, the removal steps, CKA with each single block removed from the full model)."""
-    num_blocks = len(model.blocks)
+    num_blocks = family_of(model).num_blocks(model)
     reference = final_features(model, loader, range(num_blocks), max_images)
 
     def cka_without(kept: Sequence[int], block: int) -> float:
@@ -224,13 +253,15 @@ def final_features(
 
 @contextmanager
 def _only_blocks(model: nn.Module, blocks: Sequence[int]) -> Iterator[nn.Module]:
-    """`model` with `model.blocks` swapped for the listed blocks (no copy), restored after."""
-    original = model.blocks
-    model.blocks = nn.Sequential(*[original[i] for i in blocks])
+    """`model` with only the listed blocks (flat indices; no copy; a Swin's patch mergings
+    all stay), its block lists restored after."""
+    family = family_of(model)
+    original = family.block_lists(model)
+    family.keep_blocks(model, blocks)
     try:
         yield model
     finally:
-        model.blocks = original
+        family.set_block_lists(model, original)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ Channels go as in width pruning: all heads kept with the same number of head dim
 a dim and the proj column together), MLP hidden neurons (fc1 row and fc2 column together); the
 residual width is kept, so the head is untouched. One uniform channel ratio is searched so the
 frozen backbone block parameters removed meet the budget; the SPLoRA biases were trained in the
-transfer, so they are task parameters in every count (never "removed backbone").
+transfer, so they are task parameters in every count (never "removed backbone"). The softmax
+scale of the sliced attention follows the rule every width pruner shares
+(baselines/softmax_scale.py: the unpruned scale unless `keep_scale=false`).
 
 The model returned is physically sliced (so it is faster): W is sliced from the shared backbone,
 the adapter and bias are the library's masked `splora.named_parameters(...)`. The harness then
@@ -35,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.softmax_scale import KEEP_SCALE, scale_tags
 from bench.budget import backbone_block_params, param_fraction
 from bench.errors import UserError
 from bench.models.calibration import sample_calibration
@@ -67,6 +70,7 @@ class SPA(Pruner):
     batches: int = 10  # calibration batches for taylor
     batch_size: int = 32
     tolerance: float = 0.02  # |achieved - target| as a fraction of backbone block parameters
+    keep_scale: bool = KEEP_SCALE  # the unpruned softmax scale (baselines/softmax_scale.py)
 
     def prune(self, ctx: PruneContext) -> PruneResult:
         require_splora(ctx.model)
@@ -76,7 +80,7 @@ class SPA(Pruner):
         scores = self.channel_scores(ctx)
         ratio, predicted = search_ratio(model, before, target)
         kept = keep_indices(model, scores, ratio)
-        slice_model(model, kept)
+        slice_model(model, kept, self.keep_scale)
         freeze_backbone(model)
         achieved = 1.0 - backbone_block_params(model) / before
         if abs(achieved - target) > self.tolerance or abs(achieved - predicted) > 1e-9:
@@ -92,8 +96,9 @@ class SPA(Pruner):
             "settings": self.settings(),
             **metrics,
         }
-        tags = {"stored.deployed": DEPLOYED}
-        return PruneResult(model, {"blocks": kept}, decision, metrics, tags=tags, retrain=True)
+        tags = {"stored.deployed": DEPLOYED, **scale_tags(self.keep_scale)}
+        state = {"blocks": kept, "keep_scale": self.keep_scale}
+        return PruneResult(model, state, decision, metrics, tags=tags, retrain=True)
 
     def channel_scores(self, ctx: PruneContext) -> list[dict[str, torch.Tensor]]:
         if self.importance == "magnitude":
@@ -106,7 +111,8 @@ class SPA(Pruner):
     @classmethod
     def restore(cls, model: nn.Module, state: dict[str, Any]) -> nn.Module:
         require_splora(model)
-        slice_model(model, state["blocks"])
+        # states stored before `keep_scale` existed used the pruned head's scale
+        slice_model(model, state["blocks"], state.get("keep_scale", False))
         freeze_backbone(model)
         return model
 
@@ -128,16 +134,16 @@ def require_splora(model: nn.Module) -> None:
 # structure
 
 
-def slice_model(model: nn.Module, kept: KeptIndices) -> None:
+def slice_model(model: nn.Module, kept: KeptIndices, keep_scale: bool) -> None:
     """Keep the given head-dim channels (same count in every head) and MLP hidden neurons; the
-    SPLoRA layers slice their weight, adapter and bias (`SPLoRAProjection.keep`). The softmax
-    scale follows the pruned head dim, as fused attention (SDPA's default) does."""
+    SPLoRA layers slice their weight, adapter and bias (`SPLoRAProjection.keep`). `keep_scale`:
+    the softmax scale stays the unpruned one, else it follows the pruned head dim."""
     if len(kept) != len(model.blocks):
         raise ValueError(f"state has {len(kept)} blocks, model {len(model.blocks)}")
     for block, k in zip(model.blocks, kept, strict=True):
         b = timm_block(block)
         slice_head_dims(b.attn, k["attn"])
-        fix_attention(b.attn, keep_scale=False)
+        fix_attention(b.attn, keep_scale)
         slice_mlp_hidden(b.mlp, k["mlp"])
 
 

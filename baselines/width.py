@@ -1,5 +1,5 @@
 """Structured width pruning with torch-pruning (DepGraph): `magnitude`, `taylor`, and
-`depgraph_sls`, the SLS paper's DepGraph comparison.
+`depgraph_sls`, the committed defaults of the SLS authors' DepGraph script.
 
 Settings follow the SLS authors' DepGraph script (RuiZiHan/SLS compare_depgraph.py): importance
 `l1`, `l2` (torch-pruning's group magnitude; their GroupNormImportance), `taylor` (first-order,
@@ -13,12 +13,19 @@ residual width, are ignored layers: in the SLS script the ignored adapters pin i
 
 `magnitude` and `taylor` meet the run's budget: the channel ratio is searched so that the
 backbone *block* parameters removed match it (bench.budget), and the harness retrains PETL + head.
-By default they keep the unpruned softmax scale (`keep_scale`): the frozen backbone's q and k
-were trained with head_dim ** -0.5 of the full head, and a frozen backbone cannot re-learn the
-sharper softmax that head_dim' ** -0.5 of the pruned head gives (`keep_scale=false` for that,
-which is what fused attention does by default, and what the SLS script did). `depgraph_sls`
-regenerates the SLS paper's row: channel ratio 1/3 (their 0.3333), uniform, Taylor,
-`round_to=2`, pruned-head scale, no retraining; it ignores the run's budget.
+Every width pruner follows one softmax-scale rule (baselines/softmax_scale.py): by default the
+unpruned scale is kept (`keep_scale`), `keep_scale=false` takes the pruned head's.
+
+`depgraph_sls` reproduces the committed defaults of the SLS authors' script (compare_depgraph.py;
+run_depgraph.sh passes none of the options it reads): channel ratio 0.3333, uniform, Taylor from
+10 batches of 32, `round_to=2`, and no retraining (its `--retrain` defaults to False); it ignores
+the run's budget. What that script's softmax scale was depends on the timm and torch it ran with
+(not recorded), so it is the shared `keep_scale` setting here, logged and shown beside the method.
+Whether this row is the SLS paper's DepGraph row is not established (the paper's table was not
+read). The authors' earlier working copy retrained the pruned model: that variant is `taylor` at
+the same channel ratio (`taylor@params:0.3333`: with the residual width kept, the block
+parameters removed are about the channel ratio, and the search starts at that ratio), retrained
+with the suite's recipe like every pruner.
 
 Per-task state, both ways (spec BASELINES.md, "Storage accounting"): deployed as the kept channel
 indices into the shared backbone (`state`, a few KB of JSON; `restore` slices a fresh backbone,
@@ -43,6 +50,7 @@ import torch_pruning as tp
 from safetensors.torch import save_file
 from torch import nn
 
+from baselines.softmax_scale import KEEP_SCALE, scale_tags
 from bench.budget import backbone_block_params, param_fraction
 from bench.errors import UserError
 from bench.models.calibration import sample_calibration
@@ -85,7 +93,7 @@ class WidthPruner(Pruner):
     importance: Importance = "l2"
     global_pruning: bool = False  # False: uniform per layer (SLS script); True: one ranking
     round_to: int | None = 2  # kept channel counts are multiples of this (SLS script: 2)
-    keep_scale: bool = True  # keep the unpruned softmax scale (module docstring)
+    keep_scale: bool = KEEP_SCALE  # the unpruned softmax scale (baselines/softmax_scale.py)
     batches: int = 10  # calibration batches for taylor / hessian gradients (SLS authors: 10)
     batch_size: int = 32  # (SLS authors: 32)
     tolerance: float = 0.02  # |achieved - target|, absolute, as a fraction of block params
@@ -156,7 +164,7 @@ class WidthPruner(Pruner):
             **metrics,
         }
         artifacts = [backbone_file] if self.log_pruned_backbone else []
-        tags = {"stored.deployed": DEPLOYED}
+        tags = {"stored.deployed": DEPLOYED, **scale_tags(self.keep_scale)}
         return PruneResult(best.model, state, decision, metrics, artifacts, tags, retrain=retrain)
 
     @classmethod
@@ -189,16 +197,15 @@ class Taylor(WidthPruner):
 @PRUNERS.register("depgraph_sls")
 @dataclass
 class DepGraphSLS(WidthPruner):
-    """The SLS paper's DepGraph comparison, to regenerate that row of its table (RuiZiHan/SLS
-    compare_depgraph.py with its defaults, run_depgraph.sh): uniform torch-pruning at channel
-    ratio 0.3333 with Taylor importance (10 calibration batches of 32), round_to=2, heads kept,
-    the softmax scale of the pruned head, and no retraining (evaluated as pruned). Its budget is
-    that ratio, not the run's."""
+    """The committed defaults of the SLS authors' DepGraph script (RuiZiHan/SLS
+    compare_depgraph.py): uniform torch-pruning at channel ratio 0.3333 with Taylor importance
+    (10 calibration batches of 32), round_to=2, heads kept, and no retraining (evaluated as
+    pruned). Its budget is that ratio, not the run's; its softmax scale is the shared
+    `keep_scale` rule (the script's depended on its timm version; module docstring)."""
 
     fixed_budget = "auto"
 
     importance: Importance = "taylor"
-    keep_scale: bool = False
     pruning_ratio: float = 0.3333  # the channel ratio of the SLS script
 
     def prune(self, ctx: PruneContext) -> PruneResult:

@@ -158,11 +158,13 @@ def resolved_config(args: argparse.Namespace):
 def config_from(preset: str, values: dict):
     """The preset with `values` (dotted keys; `pruners.<name>.<option>` included) applied."""
     from bench.config import load_config
+    from bench.models.build import resolve_input
 
     plain, pruner_options = _split_pruner_options(values)
     config = load_config(preset, plain)
     for name, options in pruner_options.items():  # typed by the pruner when it is built
         config.pruners.setdefault(name, {}).update(options)
+    resolve_input(config)  # before any cell key is computed from it
     return config
 
 
@@ -207,29 +209,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_curve(args: argparse.Namespace) -> int:
-    from bench import depth_curve, sweep, tables
+    from bench import curve, sweep
     from bench.preflight import preflight
+    from bench.tables.write import write_tables
 
     config = resolved_config(args)
     if not args.tasks:
         config.sweep.tasks = config.data.task
-    depths = depth_curve.parse_keep(args.keep, preflight(config).num_blocks)
-    config = depth_curve.curve_config(config, depths, args.tune)
+    depths = curve.parse_keep(args.keep, preflight(config).num_blocks)
+    config = curve.curve_config(config, depths, args.tune)
     plan = sweep.plan_sweep(config, reclaim=args.reclaim)
     print(plan.describe(), flush=True)
     if args.dry_run:
         return 0
     outcomes = sweep.execute(config, plan, progress=not args.no_progress)
     print(sweep.summary(plan, outcomes))
-    written = tables.write_tables(config.suite)
+    written = write_tables(config.suite)
     print("\n".join(str(path) for path in written if "curve" in path.name or "regret" in path.name))
     return 0 if sweep.succeeded(outcomes) else 1
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    from bench import tables
+    from bench.tables.write import write_tables
 
-    written = tables.write_tables(args.suite, args.out, log=not args.no_log)
+    written = write_tables(args.suite, args.out, log=not args.no_log)
     print("\n".join(str(path) for path in written))
     return 0
 

@@ -27,9 +27,12 @@ class DataConfig:
     task: str = "digits"  # VTAB-1k task (or alias), or `digits`, the offline task
     source: str = "auto"  # auto | folder | tfds | digits
     data_dir: str | None = None  # vtab-1k folder root, or tfds data_dir
-    image_size: int = 224  # resized once, square, no crop
+    image_size: int | None = 224  # resized once, square, no crop; None: the weights' input size
     interpolation: str = "bicubic"  # bicubic | bilinear | nearest
-    normalization: str = "imagenet"  # imagenet | 0.5 | none
+    # imagenet | 0.5 | clip | none | weights (the backbone weights' own mean and std); `None` and
+    # `weights` are resolved when the config is built (bench.models.build.resolve_input), so a
+    # run logs the values it used
+    normalization: str = "imagenet"
     train_split: str = "train800val200"  # train800 for hyper-parameter tuning
     eval_split: str = "test"  # val200 when tuning
 

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+import bench.plugins  # noqa: F401  (the pruners whose decisions a state file re-applies)
 from bench import record as R
 from bench.config import RunConfig, apply_values
 from bench.data.loader import normalization_stats
@@ -60,12 +61,12 @@ def export_run(run_id: str, out: Path, checkpoint: str | None = None,
     """Write the deployed model of a FINISHED run to `out`; returns what `export.json` says."""
     device = device or torch.device("cpu")
     run = _finished_run(run_id)
-    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(client().download_artifacts(run_id, STATE_ARTIFACT, tmp))
         config_path = Path(client().download_artifacts(run_id, CONFIG_ARTIFACT, tmp))
         config = run_config(json.loads(config_path.read_text()), checkpoint)
         model = deployed_model(state, config, device)
+        out.mkdir(parents=True, exist_ok=True)
         shutil.copy(config_path, out / CONFIG_ARTIFACT)
     size = config.data.image_size
     example = torch.zeros(2, 3, size, size, device=device)

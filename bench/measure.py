@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench import record as R
 from bench.config import MeasureConfig
 from bench.interleaved import Rounds, interleave
+from bench.models.family import num_blocks
 from bench.models.petl import is_task_parameter, merged_copy, task_parameter_names
 
 
@@ -220,6 +221,6 @@ def efficiency(unpruned: nn.Module, pruned: nn.Module, image_size: int, device: 
     metrics[R.MACS_UNPRUNED] = count_macs(unpruned, image_size, device)
     metrics.update(parameter_counts(pruned))
     metrics[R.PARAMS_TOTAL_UNPRUNED] = parameter_counts(unpruned)[R.PARAMS_TOTAL]
-    metrics[R.BLOCKS_KEPT] = len(pruned.blocks)
+    metrics[R.BLOCKS_KEPT] = num_blocks(pruned)
     metrics[R.MEASURE_SECONDS] = time.perf_counter() - start
     return metrics

@@ -1,7 +1,7 @@
 """Every name, file and pairing checked before anything is decoded or trained, so bad input
 fails in one line: the task, the PETL settings, the budget, the recipe, the transfer's settings,
-every pruner with its settings, each (pruner, PETL method, backbone family) pair, and the
-backbone with its checkpoint."""
+every pruner with its settings, the backbone with its checkpoint, the (PETL method, backbone
+family) pair and each (pruner, PETL method, backbone family) pair."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from bench.config import RunConfig
 from bench.models.build import build_backbone
-from bench.models.petl import PetlSettings, resolve_settings
-from bench.pruning import PRUNERS, Budget, MethodSpec, backbone_family, check_supported, make_pruner
+from bench.models.family import family_of
+from bench.models.petl import PetlSettings, check_petl_backbone, resolve_settings
+from bench.pruning import PRUNERS, Budget, MethodSpec, check_supported, make_pruner
 from bench.tasks import TaskSpec, get_task
 from bench.train import check_recipe
 from bench.transfer import check_transfer
@@ -23,6 +24,7 @@ class Preflight:
     methods: list[MethodSpec]  # what runs, in order
     left_out: dict[str, str]  # method -> why it is not run (it would duplicate another)
     num_blocks: int
+    family: str  # the backbone's (bench.models.family)
 
 
 def preflight(config: RunConfig) -> Preflight:
@@ -36,9 +38,11 @@ def preflight(config: RunConfig) -> Preflight:
     methods, left_out = plan_methods(config)
     # a clear error for an unknown backbone or an unfitting checkpoint
     backbone = build_backbone(config.model, task.num_classes, config.data.image_size, 0.0)
+    family = family_of(backbone)
+    check_petl_backbone(settings.method, family.name)
     for spec in methods:
-        check_supported(PRUNERS.get(spec.name), settings.method, backbone_family(backbone))
-    return Preflight(task, settings, methods, left_out, len(backbone.blocks))
+        check_supported(PRUNERS.get(spec.name), settings.method, family.name)
+    return Preflight(task, settings, methods, left_out, family.num_blocks(backbone), family.name)
 
 
 def plan_methods(config: RunConfig) -> tuple[list[MethodSpec], dict[str, str]]:

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from bench.config import Recipe, coerce
 from bench.errors import UserError
+from bench.models.family import NAMES as FAMILIES
+from bench.models.family import family_of
 from bench.models.petl import PETL_METHODS
 from bench.registry import Registry
 from bench.tasks import TaskSpec
@@ -96,7 +97,8 @@ class Pruner(ABC):
 
     name: ClassVar[str] = ""  # given by `PRUNERS.register`
     petl_methods: ClassVar[frozenset[str] | None] = None  # the PETL methods it prunes; None: all
-    backbones: ClassVar[frozenset[str]] = frozenset({"vit"})  # backbone families it prunes
+    # backbone families it prunes (bench.models.family: vit, swin); `FAMILIES`: every one
+    backbones: ClassVar[frozenset[str]] = frozenset({"vit"})
     fixed_budget: str | None = None  # set when the pruner ignores the run's budget ("none", "auto")
     default_budget: str | None = None  # replaces the run's `match-sls` default (e.g. "sls-mean")
     budget_axis: str = "backbone"  # what the budget's fraction removes: "backbone" | "petl" params
@@ -161,7 +163,7 @@ PRUNERS = PrunerRegistry("method")
 
 def backbone_family(model: nn.Module) -> str:
     """The family a backbone belongs to, as pruners declare it in `Pruner.backbones`."""
-    return "vit" if isinstance(model, VisionTransformer) else type(model).__name__.lower()
+    return family_of(model).name
 
 
 def check_supported(pruner: type[Pruner], petl: str, backbone: str | None = None) -> None:
@@ -229,6 +231,7 @@ class NoPruning(Pruner):
     """The unpruned PETL model: the reference every pruner is compared with."""
 
     fixed_budget = "none"
+    backbones = FAMILIES
 
     def prune(self, ctx: PruneContext) -> PruneResult:
         return PruneResult(ctx.model, retrain=False)
@@ -242,6 +245,7 @@ class Retrained(Pruner):
     alone do."""
 
     fixed_budget = "none"
+    backbones = FAMILIES
 
     def prune(self, ctx: PruneContext) -> PruneResult:
         return PruneResult(ctx.model, retrain=True)

@@ -20,7 +20,15 @@ OWNER_HOST = "owner.host"
 OWNER_PID = "owner.pid"
 SLURM_JOB_ID = "slurm.job_id"
 HEARTBEAT = "heartbeat"  # unix seconds of the run's last beat
+ERROR = "error"  # why a run ended FAILED or KILLED
 CUDA_VISIBLE_DEVICES = "worker.cuda_visible_devices"
+# A width pruner's softmax scale (`pruners.<name>.keep_scale`), one of the two values below: the
+# tables can show it beside the method (baselines/softmax_scale.py)
+SOFTMAX_SCALE = "softmax_scale"
+SCALE_UNPRUNED = "unpruned scale"
+SCALE_PRUNED_HEAD = "pruned-head scale"
+BACKBONE_FAMILY = "backbone.family"  # vit | swin (bench.models.family); name: P_BACKBONE
+SLS_FEATURE = "sls.feature"  # what SLS read of each block: cls | mean (its `head` setting resolved)
 
 # --- params: the resolved config, flattened, plus what a run adds --------------------------------
 P_METHOD = "method"  # `drop_last@keep:6`
@@ -37,6 +45,8 @@ P_FORMAT = "data.format"
 P_TASK_VERSION = "data.task_version"
 P_RETRAIN_RESOLVED = "retrain.resolved"
 P_PETL_METHOD = "petl.method"
+P_TRANSFER_CHECKPOINT = "transfer.checkpoint"  # `last` | `best_of_evals`
+P_BACKBONE = "model.backbone"  # the timm name: runs of two backbones are never pooled
 PRUNER_SETTING_PREFIX = "pruner."  # `pruner.<setting>` for each of the pruner's settings
 PETL_SETTING_PREFIX = "petl."
 
@@ -159,3 +169,19 @@ def status_is(status: str) -> str:
 
 def all_of(*clauses: str) -> str:
     return " and ".join(clauses)
+
+
+# --- per-block curves of the layer-wise pruners, and the `tables` run -----------------------------
+# A pruner logs `<name>NN` (1-based block NN, `block_metric`) as its own metric (`metric_of`):
+# `block_influence/score/block_03`.
+BLOCK_SCORE = "score/block_"  # higher = the criterion values the block more
+BLOCK_REMOVED = "removed/block_"  # 1 where the pruner removed the block, 0 where it kept it
+PRUNER_K = "k"  # the blocks a layer-wise pruner kept
+SLS_PROBE_PREFIX = "sls/probe/block_"  # linear-probe accuracy per block (sls with metric=probe)
+KIND = "kind"  # tag of a run that is no benchmark run: `tables`
+P_TABLES_RUNS = "tables.runs"
+
+
+def block_metric(prefix: str, block: int) -> str:
+    """`block_metric(BLOCK_SCORE, 3)` is `score/block_03` (blocks are 1-based)."""
+    return f"{prefix}{block:02d}"

@@ -22,7 +22,7 @@ from torch import nn
 import bench.plugins  # noqa: F401  (registers SLS and the baselines)
 from bench import measure
 from bench import record as R
-from bench.budget import achieved_budget, requested_budget
+from bench.budget import achieved_budget, block_sizes, requested_budget
 from bench.budget_resolution import resolve_budget, sls_k_now
 from bench.cells import CellTaken, cell_key, claim_cell
 from bench.config import Recipe, RunConfig
@@ -30,7 +30,9 @@ from bench.data.loader import BatchLoader
 from bench.data.task_data import TaskData, calibration_loader, data_loaders, load_data
 from bench.describe import dataset_input, run_description
 from bench.gpus import resolve_device
-from bench.models.build import same_weights, weights_id
+from bench.liveness import mark_dead_runs
+from bench.models.build import resolve_input, same_weights, weights_id
+from bench.models.family import family_of, num_blocks
 from bench.models.petl import PetlSettings
 from bench.preflight import preflight
 from bench.pruning import (
@@ -112,7 +114,8 @@ def run_method(ctx: RunContext, spec: MethodSpec) -> Outcome:
     key = cell_key(ctx.config, str(spec), ctx.seed, ctx.weights, ctx.pruner)
     params = run_params(ctx.config, ctx.data, ctx.settings, spec, ctx.pruner, budget, ctx.seed,
                         ctx.weights, ctx.device)  # fmt: skip
-    tags = {**run_tags(ctx.data, ctx.settings, spec, ctx.weights, ctx.device),
+    family = family_of(ctx.transfer.model).name
+    tags = {**run_tags(ctx.data, ctx.settings, spec, ctx.weights, ctx.device, family),
             R.TRANSFER_KEY: ctx.transfer.key, R.TRANSFER_CACHED: str(ctx.transfer.cached),
             R.CELL_KEY: key}  # fmt: skip
     claim = ctx.config.sweep.claim_cells
@@ -217,7 +220,8 @@ def accuracy_step(ctx: RunContext, pruned: PruneResult) -> dict[str, float]:
 
 def budget_metrics(ctx: RunContext, budget: Budget, pruned: nn.Module, metrics) -> dict:
     unpruned = ctx.transfer.model
-    requested = requested_budget(budget, len(unpruned.blocks), ctx.pruner.budget_axis)
+    requested = requested_budget(budget, num_blocks(unpruned), ctx.pruner.budget_axis,
+                                 block_sizes(unpruned))  # fmt: skip
     achieved = achieved_budget(unpruned, pruned, metrics[R.MACS], metrics[R.MACS_UNPRUNED])
     return {**requested, **achieved}
 
@@ -259,7 +263,7 @@ def describe_step(ctx: RunContext, metrics: dict[str, float]) -> str:
     controls = control_accuracies(ctx.run.client, ctx.run.experiment_id, ctx.transfer.key,
                                   ctx.config.data.eval_split)  # fmt: skip
     return run_description(ctx.data.task.name, ctx.settings.method, str(ctx.spec), ctx.seed,
-                           metrics, controls, len(ctx.transfer.model.blocks))  # fmt: skip
+                           metrics, controls, num_blocks(ctx.transfer.model))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,7 +271,9 @@ def describe_step(ctx: RunContext, metrics: dict[str, float]) -> str:
 
 
 def run_benchmark(config: RunConfig, progress: bool = True) -> list[Outcome]:
+    resolve_input(config)  # the weights' input size and normalisation, where asked for
     checked = preflight(config)
+    mark_dead_runs(config.suite, config.sweep.stale_after_s)  # left RUNNING by a killed process
     for why in checked.left_out.values():
         print(f"note: {why}", flush=True)
     device = resolve_device(config.device)
@@ -282,7 +288,8 @@ def run_benchmark(config: RunConfig, progress: bool = True) -> list[Outcome]:
             tr = transfer(config, data, checked.settings, seed, device, weights, progress)
         except Exception as err:  # every run of this seed fails with the transfer's error
             outcomes += [record_failure(config, data, checked.settings, spec, seed, weights,
-                                        device, err) for spec in checked.methods]  # fmt: skip
+                                        device, checked.family, err)
+                         for spec in checked.methods]  # fmt: skip
             continue
         ctx = RunContext(config, data, checked.settings, device, weights, progress, seed, tr)
         for spec in checked.methods:
@@ -294,13 +301,14 @@ def run_benchmark(config: RunConfig, progress: bool = True) -> list[Outcome]:
 
 
 def record_failure(config: RunConfig, data: TaskData, settings: PetlSettings, spec: MethodSpec,
-                   seed: int, weights: str, device: torch.device, err: Exception) -> Outcome:  # fmt: skip
+                   seed: int, weights: str, device: torch.device, family: str,
+                   err: Exception) -> Outcome:  # fmt: skip
     """A FAILED run in the store for a (method, seed) that could not start (e.g. no transfer),
     with the params and tags a finished run would have."""
     pruner = make_pruner(spec.name, config.pruners.get(spec.name))
     budget = pruner.budget_for(spec, config.budget)
     params = run_params(config, data, settings, spec, pruner, budget, seed, weights, device)
-    tags = {**run_tags(data, settings, spec, weights, device),
+    tags = {**run_tags(data, settings, spec, weights, device, family),
             R.CELL_KEY: cell_key(config, str(spec), seed, weights, pruner)}  # fmt: skip
     try:
         with TrackedRun(config.suite, run_name(data, settings, spec, seed), params, tags,

@@ -37,8 +37,8 @@ def run_params(config: RunConfig, data: TaskData, settings: PetlSettings, spec: 
 
 
 def run_tags(data: TaskData, settings: PetlSettings, spec: MethodSpec, weights: str,
-             device: torch.device) -> dict[str, str]:  # fmt: skip
+             device: torch.device, family: str) -> dict[str, str]:  # fmt: skip
     """What a run is, as searchable tags (the transfer's tags are added once it exists)."""
     return {**environment_tags(), **owner_tags(), **measure.compute_tags(device),
             R.TASK: data.task.name, R.GROUP: data.task.group, R.PETL: settings.method,
-            R.PRUNER: spec.name, R.WEIGHTS: weights}  # fmt: skip
+            R.PRUNER: spec.name, R.WEIGHTS: weights, R.BACKBONE_FAMILY: family}  # fmt: skip

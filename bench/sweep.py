@@ -5,7 +5,8 @@ Every (task, method, seed) cell is one MLflow run tagged `cell.key`, a hash of i
 that key is skipped, so a sweep that was killed and started again runs only what is missing. A run
 left RUNNING by a process that no longer exists on this host, or whose heartbeat (a tag every
 running run refreshes each minute) is older than `sweep.stale_after_s`, on any host, is marked
-KILLED and its cell runs again; `reclaim` takes over every RUNNING run.
+KILLED (`bench.liveness`) and its cell runs again; `reclaim` takes over every RUNNING run of the
+sweep's cells.
 
 The unit of work is one (task, seed): its transfer is trained once and shared by the methods
 that are still missing. Units run one after another here, in N worker processes (one GPU each
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -29,6 +29,7 @@ from bench.cells import cell_key
 from bench.config import RunConfig
 from bench.data import resolve_source
 from bench.errors import UserError
+from bench.liveness import close_dead_runs, owner
 from bench.models.build import weights_id
 from bench.paths import results_dir
 from bench.preflight import preflight
@@ -129,7 +130,9 @@ def plan_sweep(config: RunConfig, reclaim: bool = False) -> Plan:
                 plan.cells.append(
                     Cell(task.name, method, seed, cell_key(one, method, seed, weights))
                 )
-    _match_store(plan, reclaim, config.sweep.stale_after_s)
+    reclaim_cells = {cell.key for cell in plan.cells} if reclaim else ()
+    plan.reclaimed = list(close_dead_runs(plan.suite, config.sweep.stale_after_s, reclaim_cells))
+    _match_store(plan)
     return plan
 
 
@@ -141,7 +144,7 @@ def missing_data(config: RunConfig, task: TaskSpec) -> str:
     return ""
 
 
-def _match_store(plan: Plan, reclaim: bool, stale_after_s: float) -> None:
+def _match_store(plan: Plan) -> None:
     store = client()
     experiment_id = experiment_id_of(plan.suite, store)
     if experiment_id is None:
@@ -156,47 +159,7 @@ def _match_store(plan: Plan, reclaim: bool, stale_after_s: float) -> None:
             plan.finished[cell] = run.info.run_id
             plan.running.pop(cell, None)
         elif status == "RUNNING":
-            owner = _owner(run.data.tags)
-            why = _dead(run.data.tags, reclaim, stale_after_s)
-            if why:
-                store.set_tag(run.info.run_id, "error", f"left RUNNING; {why}")
-                store.set_terminated(run.info.run_id, "KILLED")
-                plan.reclaimed.append(run.info.run_id)
-            else:
-                plan.running[cell] = f"run {run.info.run_id}, {owner}"
-
-
-def _owner(tags: dict[str, str]) -> str:
-    where = f"{tags.get(R.OWNER_HOST, '?')} pid {tags.get(R.OWNER_PID, '?')}"
-    job = tags.get(R.SLURM_JOB_ID)
-    return f"{where}, Slurm job {job}" if job else where
-
-
-def _dead(tags: dict[str, str], reclaim: bool, stale_after_s: float) -> str:
-    """Why a RUNNING run counts as dead ("" when it may be alive)."""
-    import time
-
-    if reclaim:
-        return "reclaimed by a new sweep"
-    if _process_gone(tags):
-        return f"its process ({_owner(tags)}) is gone"
-    beat = tags.get(R.HEARTBEAT, "")
-    if beat.replace(".", "", 1).isdigit() and time.time() - float(beat) > stale_after_s:
-        return f"no heartbeat for {time.time() - float(beat):.0f} s ({_owner(tags)})"
-    return ""
-
-
-def _process_gone(tags: dict[str, str]) -> bool:
-    """True only when the run's process was on this host and no longer exists."""
-    if tags.get(R.OWNER_HOST) != socket.gethostname() or not tags.get(R.OWNER_PID, "").isdigit():
-        return False
-    try:
-        os.kill(int(tags[R.OWNER_PID]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
+            plan.running[cell] = f"run {run.info.run_id}, {owner(run.data.tags)}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,11 @@
 
 Cached under `<cache>/transfer/<key>`, the key a hash of everything that produced it (task and
 data, backbone weights, PETL settings, the recipe's identity, the seed). An entry is written
-under a temporary name and renamed, so a killed run never leaves half of one.
+under a temporary name and renamed, so a killed run never leaves half of one. Its manifest
+(`manifest.json`: the size and SHA-256 of the state and the result) is checked on every read, then
+the state's tensors against the model's task parameters (names, shapes, finite values) and the
+result record; a damaged entry is set aside and trained again (`bench.cache_entry`). An entry of
+an older version (no manifest) gets every check but the checksums, then its manifest.
 """
 
 from __future__ import annotations
@@ -14,22 +18,33 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open
 from torch import nn
 
+from bench.cache_entry import (
+    Damaged,
+    check_files,
+    read_manifest,
+    require,
+    set_aside,
+    write_manifest,
+)
 from bench.config import RunConfig
 from bench.data.task_data import TaskData, data_loaders
 from bench.errors import UserError
 from bench.keys import stable_hash
 from bench.models.build import build_petl_model
-from bench.models.petl import PetlSettings
+from bench.models.petl import PetlSettings, task_parameter_names
 from bench.paths import cache_dir
-from bench.state import load_task_tensors, save_task_state
+from bench.state import META_KEY, copy_tensors, save_task_state
 from bench.train import TrainResult, reset_peak_gpu_memory, train
 
 TRANSFER_FORMAT = 2  # 2: Convpass branches drop-pathed apart from attention (training changed)
 CHECKPOINTS = ("last", "best_of_evals")
 STATE_FILE = "state.safetensors"
 RESULT_FILE = "result.json"
+MANIFEST_FILE = "manifest.json"
 
 
 @dataclass
@@ -63,10 +78,11 @@ def transfer(config: RunConfig, data: TaskData, settings: PetlSettings, seed: in
     folder = cache_dir() / "transfer" / key
     model = build_petl_model(config.model, config.data, data.task.num_classes, settings, seed,
                              device)  # fmt: skip
-    if (folder / RESULT_FILE).exists():
-        load_task_tensors(model, folder / STATE_FILE)
-        result = TrainResult(**json.loads((folder / RESULT_FILE).read_text()))
-        return Transfer(model, result, key, cached=True)
+    if folder.exists():
+        try:
+            return Transfer(model, load_transfer(model, key, folder), key, cached=True)
+        except Damaged as damage:
+            set_aside(damage, [folder], cache_dir())
     train_loader, eval_loader = data_loaders(data, config.train, device, seed)
     reset_peak_gpu_memory(device)
     keep_best = config.transfer.checkpoint == "best_of_evals"
@@ -90,14 +106,52 @@ def check_transfer(config: RunConfig) -> None:
         )
 
 
+def load_transfer(model: nn.Module, key: str, folder: Path) -> TrainResult:
+    """The entry's tensors copied into `model` once every check passed; its training result.
+    Raises `Damaged` naming the first file that fails (the model is then untouched)."""
+    state, result_file, manifest = (folder / n for n in (STATE_FILE, RESULT_FILE, MANIFEST_FILE))
+    require([state, result_file])
+    adopt = not manifest.exists()  # an older version's entry
+    if not adopt:
+        check_files(read_manifest(manifest), [state, result_file])
+    try:
+        result = TrainResult(**json.loads(result_file.read_text()))
+        float(result.final_acc)
+    except (ValueError, TypeError) as err:
+        raise Damaged(result_file, f"the record does not parse ({type(err).__name__})") from err
+    tensors = _checked_tensors(model, key, state)
+    copy_tensors(model, tensors)
+    if adopt:
+        write_manifest(manifest, [state, result_file])
+    return result
+
+
+def _checked_tensors(model: nn.Module, key: str, state: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(state), framework="pt") as file:
+            stored_key = json.loads((file.metadata() or {}).get(META_KEY, "{}")).get("transfer_key")
+        tensors = load_file(str(state))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise Damaged(state, f"does not load ({type(err).__name__}: {err})") from err
+    if stored_key != key:
+        raise Damaged(state, f"holds transfer {stored_key!r}, not {key!r}")
+    expected = {n: model.get_parameter(n).shape for n in task_parameter_names(model)}
+    found = {n: t.shape for n, t in tensors.items()}
+    if found != expected:
+        wrong = sorted(set(found) ^ set(expected)) or [n for n in found if found[n] != expected[n]]
+        raise Damaged(state, f"its tensors do not fit the model ({wrong[0]}, ...)")
+    if not all(torch.isfinite(t).all() for t in tensors.values()):
+        raise Damaged(state, "holds NaN or infinite values")
+    return tensors
+
+
 def store_transfer(model: nn.Module, result: TrainResult, key: str, folder: Path) -> None:
     """Written under a temporary name and renamed: a killed run never leaves a half entry."""
     partial = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(partial, ignore_errors=True)
     save_task_state(model, partial / STATE_FILE, {"transfer_key": key})
     (partial / RESULT_FILE).write_text(json.dumps(asdict(result)))
-    if folder.exists() and not (folder / RESULT_FILE).exists():  # left by an older version
-        shutil.rmtree(folder, ignore_errors=True)
+    write_manifest(partial / MANIFEST_FILE, [partial / STATE_FILE, partial / RESULT_FILE])
     try:
         os.replace(partial, folder)
     except OSError:  # another process stored the same transfer first: keep theirs

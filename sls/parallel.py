@@ -30,6 +30,14 @@ def block_score(
     return oriented_score(score(points, labels, metric), metric)
 
 
+def sample_score(
+    sample: tuple[np.ndarray, np.ndarray], embedding: str, metric: str, seed: int
+) -> float:
+    """`block_score` of one block's (features, labels) sample (`sls.calibration`)."""
+    features, labels = sample
+    return block_score(features, labels, embedding, metric, seed)
+
+
 def decide_depth_parallel(
     score_fn: Callable[[np.ndarray], float],
     features: Sequence[np.ndarray],

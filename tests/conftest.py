@@ -15,6 +15,10 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 TINY_VIT = {"patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2}
+# 4 stages of 2 blocks on a 16 px input: grids 8x8 (window 4, shifted in its second block), 4x4,
+# 2x2, 1x1; widths 16, 32, 64, 128
+TINY_SWIN = {"patch_size": 2, "embed_dim": 16, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 2, 4),
+             "window_size": 4}  # fmt: skip
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -59,11 +63,19 @@ def tiny_vit(num_classes: int = 10, depth: int = 4, seed: int = 0):
     return create_backbone("vit_tiny_patch16_224", num_classes, 16, 0.0, kwargs=kwargs)
 
 
-def petl_model(petl: str = "convpass", seed: int = 0) -> torch.nn.Module:
-    """A tiny PETL model with non-zero PETL weights (as after training), in eval mode."""
+def tiny_swin(num_classes: int = 10, seed: int = 0):
+    from bench.models.backbone import create_backbone
+
+    torch.manual_seed(seed)
+    return create_backbone("swin_tiny_patch4_window7_224", num_classes, 16, 0.0, kwargs=TINY_SWIN)
+
+
+def petl_model(petl: str = "convpass", seed: int = 0, backbone=tiny_vit) -> torch.nn.Module:
+    """A tiny PETL model with non-zero PETL weights (as after training), in eval mode, on the
+    backbone `backbone(seed=seed)` builds."""
     from bench.models.petl import attach_petl, resolve_settings
 
-    model = attach_petl(tiny_vit(seed=seed), resolve_settings(petl, "digits"))
+    model = attach_petl(backbone(seed=seed), resolve_settings(petl, "digits"))
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for p in model.parameters():
@@ -135,3 +147,24 @@ def exploding_pruner(register_pruner):
             raise RuntimeError("this pruner always fails")
 
     register_pruner("test_exploding", Exploding)
+
+
+def runs_of_suite(suite, status=None):
+    """The runs of a suite's experiment (pruner-tagged), optionally of one status."""
+    from bench.tracking import client
+
+    experiment = client().get_experiment_by_name(suite)
+    runs = client().search_runs([experiment.experiment_id], "tags.pruner != ''")
+    return [r for r in runs if status is None or r.info.status == status]
+
+
+def tiny_cli_options():
+    """`python -m bench` options for the tiny config (the CLI's spelling of `tiny_config`)."""
+    kwargs = ",".join(f'"{k}":{v}' for k, v in TINY_VIT.items())
+    return [
+        "--preset", "demo", "--epochs", "2", "--no-progress",
+        "--set", f"model.kwargs={{{kwargs}}}", "--set", "train.warmup_epochs=1",
+        "--set", "train.eval_every=1", "--set", "measure.warmup_iters=1",
+        "--set", "measure.timed_iters=2", "--set", "measure.rounds=1",
+        "--set", "measure.batch_sizes=1,8", "--set", "measure.ratio_target=none",
+    ]  # fmt: skip

@@ -121,19 +121,32 @@ def test_soft_masks_anneal_to_hard_and_follow_the_scores():
     hard = soft_mask(scores, 2, 0.0)
     assert hard.tolist() == [0.0, 1.0, 1.0, 0.0]
     soft = soft_mask(scores, 2, 0.5)
-    assert ((soft > 0) & (soft < 1)).all() and (soft[hard == 1] > 0.5).all()
+    assert ((soft > 0) & (soft < 1)).all()
+    assert (soft[hard == 1] >= 0.5).all() and (soft[hard == 0] < 0.5).all()
     assert soft_mask(scores, 4, 0.5).eq(1).all()
     revived = soft_mask(torch.tensor([0.1, 0.9, 0.2, 0.8]), 2, 0.0)  # scores changed
     assert revived[3] == 1.0 and revived[2] == 0.0  # a pruned gate comes back
 
 
 def test_soft_mask_is_0_9_at_tau_times_size_inside_the_threshold():
-    """P3B's sigmoid factor log(9): at temperature x size ranks inside the threshold the mask
-    is 0.9, as far outside 0.1 (10 gates, keep 5, tau 0.2: the threshold is at rank 4.5)."""
-    mask = soft_mask(torch.arange(10.0, 0.0, -1.0), 5, 0.2)  # ranks 0..9 in order
+    """P3B's sigmoid factor log(9): at temperature x size ranks inside the centre the mask
+    is 0.9, as far outside 0.1 (10 gates, keep 5, tau 0.2; `between`: the centre is at rank 4.5)."""
+    ranked = torch.arange(10.0, 0.0, -1.0)  # ranks 0..9 in order
+    mask = soft_mask(ranked, 5, 0.2, "between")
     assert mask[2].item() == pytest.approx(1 / (1 + math.exp(-math.log(9) * 2.5 / 2)))
-    assert soft_mask(torch.arange(10.0, 0.0, -1.0), 5, 0.25)[2].item() == pytest.approx(0.9)
-    assert soft_mask(torch.arange(10.0, 0.0, -1.0), 5, 0.25)[7].item() == pytest.approx(0.1)
+    assert soft_mask(ranked, 5, 0.25, "between")[2].item() == pytest.approx(0.9)
+    assert soft_mask(ranked, 5, 0.25, "between")[7].item() == pytest.approx(0.1)
+
+
+def test_p3bs_mask_is_one_half_at_the_last_kept_gate():
+    """P3B (loss/prune_loss.py `_get_new_mask`): sigmoid centred on the threshold index, whose
+    gate its hard mask (m >= 0.5) keeps: the last kept gate (rank keep - 1) is at exactly 0.5,
+    0.9 at tau x size ranks better, 0.1 as far worse; the default centre."""
+    ranked = torch.arange(10.0, 0.0, -1.0)
+    mask = soft_mask(ranked, 5, 0.2)
+    assert mask[4].item() == 0.5
+    assert mask[2].item() == pytest.approx(0.9) and mask[6].item() == pytest.approx(0.1)
+    assert BlockBenefit().mask_centre == "last_kept"
 
 
 def test_branch_costs_add_up_to_the_block_parameters():
@@ -171,6 +184,66 @@ def test_mask_updates_start_at_the_pruning_start_and_ramp_each_branch():
     assert [s for s in range(10) if schedule.updates_at(s, 3)] == [4, 7, 9]
     assert [schedule.ramp(s) for s in (0, 1, 2, 4, 5, 9)] == [0.0, 0.0, 0.25, 0.75, 1.0, 1.0]
     assert [schedule.sharpness(s) for s in (4, 5, 7, 9)] == [0.0, 0.0, 0.5, 1.0]
+
+
+def test_p3b_updates_masks_before_the_step_then_once_more_at_the_end():
+    """P3B's engine.py: `prune_forward(step)` before the forward of steps start + k*every - 1,
+    the finalize after the last epoch (not at the last step); sharpening (step - sparse) /
+    (total - sparse)."""
+    schedule = Schedule(epochs=2, steps_per_epoch=5, start=2, sparse=6, mask_update="before_step")
+    assert [s for s in range(10) if schedule.updates_at(s, 3)] == [4, 7]
+    assert [schedule.sharpness(s) for s in (5, 6, 8, 10)] == [0.0, 0.0, 0.5, 1.0]
+    assert BlockBenefit().mask_update == "before_step"
+
+
+def _recorded_steps(tmp_path, monkeypatch, options, recipe):
+    """Prune with `options`; per training step, the optimiser's learning rates (main, auxiliary)
+    and every branch's mask as that step's forward saw them."""
+    steps = []
+    train_step = BlockBenefit.train_step
+
+    def recording(self, model, aux, optimizer, brs, x, y, dtype="float32"):
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        steps.append((lrs, [br.mask.clone() for br in brs]))
+        return train_step(self, model, aux, optimizer, brs, x, y, dtype)
+
+    monkeypatch.setattr(BlockBenefit, "train_step", recording)
+    make_pruner("block_benefit", {**FAST, **options}).prune(_context(tmp_path, recipe=recipe))
+    return steps
+
+
+WARM_COSINE = Recipe(epochs=4, warmup_epochs=1, lr=1e-3, warmup_lr=1e-6, min_lr=1e-5,
+                     batch_size=32, lr_step="before_epoch")  # fmt: skip
+
+
+def test_the_gate_phase_trains_at_a_constant_rate_and_the_heads_at_their_own(tmp_path, monkeypatch):
+    """P3B's main.py builds no scheduler when it prunes, and its auxiliary heads train at
+    --lr-soft-head 5e-4: every step of the gate phase at (1e-3, 5e-4), although the recipe
+    warms up from 1e-6; `gate_lr=recipe` follows the recipe's warm-up and cosine instead."""
+    steps = _recorded_steps(tmp_path, monkeypatch, {}, WARM_COSINE)
+    assert [lrs for lrs, _ in steps] == [[1e-3, 5e-4]] * 6  # 2 epochs of 3 steps
+    steps = _recorded_steps(tmp_path, monkeypatch, {"gate_lr": "recipe"}, WARM_COSINE)
+    cosine = [1e-5 + 0.5 * (base - 1e-5) * (1 + math.cos(math.pi / 4)) for base in (1e-3, 5e-4)]
+    lrs = [lrs for lrs, _ in steps]  # epoch 0 warms up, epoch 1 is t=1 of a 4-epoch cosine
+    assert lrs[:3] == [[1e-6, 1e-6]] * 3
+    assert all(step == pytest.approx(cosine, rel=1e-12) for step in lrs[3:])
+    steps = _recorded_steps(tmp_path, monkeypatch, {"aux_lr": None}, WARM_COSINE)
+    assert [lrs for lrs, _ in steps] == [[1e-3, 1e-3]] * 6
+
+
+@pytest.mark.parametrize("update", ["before_step", "after_step"])
+def test_a_mask_update_applies_from_its_own_step_in_p3bs_order(tmp_path, monkeypatch, update):
+    """2 epochs of 3 steps, pruning from step 1, updates every 2 steps: the first update is at
+    step 2. Before the step (P3B), step 2's forward already sees the new, soft masks, with the
+    last kept gate of a shrinking branch at 0.5; after the step, only step 3's does."""
+    steps = _recorded_steps(tmp_path, monkeypatch, {"mask_update": update}, Recipe(epochs=4,
+                            batch_size=32))  # fmt: skip
+    first_new = 2 if update == "before_step" else 3
+    for step, (_, masks) in enumerate(steps):
+        changed = any(not mask.eq(1).all() for mask in masks)
+        assert changed == (step >= first_new), step
+    shrinking = [m for m in steps[first_new][1] if not m.eq(1).all()]
+    assert all((m == 0.5).sum() == 1 for m in shrinking)  # P3B's centre: the last kept gate
 
 
 def test_one_probe_head_scores_a_branchs_input_and_output():

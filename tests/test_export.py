@@ -39,3 +39,19 @@ def test_export_refuses_other_backbone_weights_and_unknown_runs(tmp_path):
         export_run(outcome.run_id, tmp_path / "out", checkpoint=str(other))
     with pytest.raises(UserError, match="no run"):
         export_run("0123456789abcdef", tmp_path / "out2")
+
+
+@pytest.mark.slow
+def test_make_export_in_a_fresh_process_rebuilds_a_pruned_run(tmp_path):
+    """The command a user runs: no pruner module is imported before the state file names one."""
+    import subprocess
+    import sys
+
+    config = tiny_config(methods=["drop_last@keep:2"], suite="tests-export-cli")
+    (outcome,) = run_benchmark(config, progress=False)
+    out = tmp_path / "cli"
+    done = subprocess.run([sys.executable, "-m", "bench", "export", "--run", outcome.run_id,
+                           "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = json.loads((out / "export.json").read_text())
+    assert written["exported_test_acc"] == outcome.metrics["test/acc"]

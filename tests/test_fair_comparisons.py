@@ -4,7 +4,7 @@ another name, the uniform-depth baseline and the depth curve on a real (tiny) tr
 import pytest
 import torch
 
-from bench import depth_curve, sweep
+from bench import curve, sweep
 from bench.errors import UserError
 from bench.preflight import plan_methods
 from bench.pruning import MethodSpec
@@ -83,9 +83,9 @@ def test_drop_last_at_sls_k_is_not_trained_a_second_time(capsys):
 def test_a_curve_point_at_sls_k_is_the_sls_model_and_the_curve_resumes():
     config = _config("tests-curve", [], seeds=[5])
     config.sweep.tasks = "digits"
-    first = depth_curve.curve_config(config, [1, 2], tune=False)
+    first = curve.curve_config(config, [1, 2], tune=False)
     sweep.execute(first, sweep.plan_sweep(first), progress=False)
-    full = depth_curve.curve_config(config, [1, 2, 3, 4], tune=False)
+    full = curve.curve_config(config, [1, 2, 3, 4], tune=False)
     plan = sweep.plan_sweep(full)
     assert sorted(c.method for c in plan.todo) == ["drop_last@keep:3", "drop_last@keep:4"]
     outcomes = sweep.execute(full, plan, progress=False)
@@ -100,7 +100,7 @@ def test_a_curve_point_at_sls_k_is_the_sls_model_and_the_curve_resumes():
 
 @pytest.mark.slow
 def test_tune_mode_trains_on_train800_and_evaluates_on_val200():
-    config = depth_curve.curve_config(_config("tests-tune", []), [2], tune=True)
+    config = curve.curve_config(_config("tests-tune", []), [2], tune=True)
     assert config.methods == ["drop_last@keep:2"]
     assert (config.data.train_split, config.data.eval_split) == ("train800", "val200")
     (outcome,) = run_benchmark(config, False)

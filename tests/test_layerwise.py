@@ -71,3 +71,18 @@ def test_block_influence_refuses_an_unknown_token_choice():
                        torch.device("cpu"), None)  # fmt: skip
     with pytest.raises(UserError, match="tokens .patches.: expected one of all, cls"):
         make_pruner("block_influence", {"tokens": "patches"}).prune(ctx)
+
+
+def test_block_influence_logs_the_blocks_it_removes_ties_going_to_the_earlier_block(monkeypatch):
+    """Keep the 3 highest of 0.9, 0.1, 0.8, 0.3, 0.3, 0.05: blocks 1 and 3 and, of blocks 4 and 5
+    tied at 0.3, block 4 (1-based). `removed/block_NN` is what the criteria table reads."""
+    import baselines.layerwise
+
+    scores = [0.9, 0.1, 0.8, 0.3, 0.3, 0.05]
+    monkeypatch.setattr(baselines.layerwise, "block_influence", lambda *args, **kwargs: scores)
+    ctx = PruneContext(tiny_vit(depth=6), [], get_task("digits"), Budget.parse("keep:3"), 0,
+                       torch.device("cpu"), None)  # fmt: skip
+    result = make_pruner("block_influence").prune(ctx)
+    assert result.decision["dropped"] == [1, 4, 5]
+    removed = [result.metrics[f"removed/block_{b:02d}"] for b in range(1, 7)]
+    assert removed == [0.0, 1.0, 0.0, 0.0, 1.0, 1.0]

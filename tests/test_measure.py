@@ -32,7 +32,7 @@ def test_a_model_against_itself_measures_about_one(deep_model):
     assert out["speedup_rounds/bs8"] == 3
 
 
-@pytest.mark.timing
+@pytest.mark.slow  # timing: out of the inner loop, where other jobs share the cores
 def test_a_model_against_itself_has_an_interval_that_contains_one(deep_model):
     """The A/A measurement, adaptive: a 95 % interval misses 1 one time in 20 by design, so of
     three independent measurements at least two must contain it (fails ~0.7 % of the time)."""

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from baselines.pear import adapter_paths, fold_adapters, sharing_map
+from baselines.pear import adapter_paths, distil_shared, fold_adapters, sharing_map, teacher_io
 from bench.budget import achieved_budget, petl_params, requested_budget
 from bench.errors import UserError
 from bench.models.petl import attach_petl, is_task_parameter, resolve_settings
@@ -59,17 +59,76 @@ def test_stored_state_holds_kept_adapters_and_rebuilds_the_model(tmp_path):
         assert rebuilt.get_submodule(path) is rebuilt.get_submodule(target)
 
 
-def test_by_default_the_shared_adapters_keep_their_own_weights(tmp_path):
-    """No averaged weights are stored: every kept adapter is exactly the transferred one."""
-    result = make_pruner("pear", OPTIONS).prune(_context(tmp_path))
+def test_without_a_knowledge_checkpoint_the_shared_adapters_keep_their_own_weights(tmp_path):
+    """`knowledge=none`: every kept adapter is exactly the transferred one."""
+    result = make_pruner("pear", {**OPTIONS, "knowledge": "none"}).prune(_context(tmp_path))
     transferred = dict(petl_model("convpass").named_parameters())
     sharing = result.state["sharing"]
     for path in adapter_paths(result.model):
         source = sharing.get(path, path)  # a pruned position holds the adapter it shares
         for name, param in result.model.get_submodule(path).named_parameters():
             assert torch.equal(param, transferred[f"{source}.{name}"]), (path, name)
-    assert "no weight folding" in result.tags["pear.fold"]
-    assert "original code could not be checked" in result.tags["reconstruction"]
+    assert "keeps its own weights" in result.tags["pear.knowledge_checkpoint"]
+    assert "code could not be read" in result.tags["reconstruction"]
+
+
+def test_by_default_each_pruned_position_shares_the_highest_scored_kept_adapter(tmp_path):
+    """The abstract's "the more important unpruned ones": every pruned position of a role points
+    at the kept adapter of that role with the highest Taylor score."""
+    pruner = make_pruner("pear", OPTIONS)
+    assert (pruner.share, pruner.knowledge) == ("important", "distil")
+    result = pruner.prune(_context(tmp_path))
+    scores, sharing = result.decision["scores"], result.state["sharing"]
+    kept = [p for p in adapter_paths(result.model) if p not in sharing]
+    for path, target in sharing.items():
+        role = path.split(".")[-1]
+        same_role = [k for k in kept if k.endswith(role)]
+        assert target == max(same_role, key=lambda k: scores[k]), path
+
+
+def test_the_most_important_or_the_nearest_kept_adapter_is_shared():
+    adapters = [f"blocks.{i}.{r}" for i in range(4) for r in ("attn_branch", "mlp_branch")]
+    scores = {p: float(i) for i, p in enumerate(adapters)}  # deeper blocks score higher
+    pruned = ["blocks.0.attn_branch", "blocks.0.mlp_branch", "blocks.2.mlp_branch"]
+    assert sharing_map(adapters, pruned, scores) == {
+        "blocks.0.attn_branch": "blocks.3.attn_branch",
+        "blocks.0.mlp_branch": "blocks.3.mlp_branch",
+        "blocks.2.mlp_branch": "blocks.3.mlp_branch",
+    }
+    assert sharing_map(adapters, pruned, scores, "nearest") == {
+        "blocks.0.attn_branch": "blocks.1.attn_branch",
+        "blocks.0.mlp_branch": "blocks.1.mlp_branch",
+        "blocks.2.mlp_branch": "blocks.3.mlp_branch",  # blocks 1 and 3 tie: the higher score
+    }
+
+
+def test_the_knowledge_checkpoint_fits_the_shared_adapter_to_what_each_position_computed():
+    """`distil`: the shared adapter is fitted to the transferred adapters' outputs at the
+    positions it serves, on their inputs in the unpruned model. Its error there falls below
+    sharing it as it was (one adapter cannot compute three independent ones: for such adapters
+    the best fit is about half that error), the pruned positions' errors fall while its own
+    position's rises from 0 (the trade-off), and nothing else moves."""
+    model, original = petl_model("convpass"), petl_model("convpass")
+    images = torch.randn(32, 3, 16, 16)
+    paths = ["blocks.0.attn_branch", "blocks.1.attn_branch", "blocks.2.attn_branch"]
+    sharing = {paths[0]: paths[1], paths[2]: paths[1]}
+    seen = teacher_io(original, paths, images)
+
+    def errors(adapter):
+        with torch.no_grad():
+            return [torch.nn.functional.mse_loss(adapter(x), y).item() for x, y in seen.values()]
+
+    before = errors(model.get_submodule(paths[1]))
+    result = distil_shared(model, sharing, images, batch_size=16, epochs=20, lr=1e-2)
+    after = errors(model.get_submodule(paths[1]))
+    assert before[1] == 0.0 < after[1]
+    assert after[0] < before[0] and after[2] < before[2]
+    assert sum(after) < 0.8 * sum(before)
+    assert result["knowledge_error_before"] == pytest.approx(sum(before) / 3, rel=1e-4)
+    assert result["knowledge_error_after"] == pytest.approx(sum(after) / 3, rel=1e-4)
+    untouched = dict(original.named_parameters())
+    for name, param in model.named_parameters():
+        assert torch.equal(param, untouched[name]) == (not name.startswith(paths[1])), name
 
 
 def test_fold_is_a_score_weighted_average():
@@ -84,7 +143,9 @@ def test_fold_is_a_score_weighted_average():
 def test_nearest_kept_adapter_of_the_same_role_is_shared():
     adapters = [f"blocks.{i}.{r}" for i in range(4) for r in ("attn_branch", "mlp_branch")]
     scores = {p: 1.0 for p in adapters}
-    sharing = sharing_map(adapters, ["blocks.0.attn_branch", "blocks.2.mlp_branch"], scores)
+    sharing = sharing_map(
+        adapters, ["blocks.0.attn_branch", "blocks.2.mlp_branch"], scores, "nearest"
+    )
     assert sharing == {"blocks.0.attn_branch": "blocks.1.attn_branch",
                        "blocks.2.mlp_branch": "blocks.1.mlp_branch"}  # fmt: skip
 

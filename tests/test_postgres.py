@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.tables import build_tables, tidy_runs
+from bench.tables.runs import tidy_runs
+from bench.tables.write import build_tables
 from bench.tracking import TrackedRun
 from tests.conftest import TINY_VIT
 

@@ -250,7 +250,7 @@ def test_pear_prunes_the_adapters_with_the_lowest_taylor_score(tmp_path):
             up.bias.zero_()
         model.get_submodule(weak).up.weight.mul_(1e-3)
         model.get_submodule(weak).up.bias.mul_(1e-3)
-    result = _prune("pear", model, options={"fold": "none"}, tmp_path=tmp_path)
+    result = _prune("pear", model, options={"knowledge": "none"}, tmp_path=tmp_path)
     scores = result.decision["scores"]
     assert all(scores[p] == 0.0 for p in dead)
     assert 0.0 < scores[weak] < min(s for p, s in scores.items() if p not in [*dead, weak])

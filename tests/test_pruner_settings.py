@@ -86,8 +86,11 @@ def test_spa_names_the_petl_method_it_needs():
 
 
 def test_unsupported_backbone_family_is_refused():
-    with pytest.raises(UserError, match=r"^sls does not prune swin backbones \(it supports vit\)"):
-        check_supported(PRUNERS.get("sls"), "convpass", "swin")
+    with pytest.raises(
+        UserError, match=r"^magnitude does not prune swin backbones \(it supports vit\)"
+    ):
+        check_supported(PRUNERS.get("magnitude"), "convpass", "swin")
+    check_supported(PRUNERS.get("sls"), "convpass", "swin")
 
 
 @pytest.mark.parametrize(
@@ -115,8 +118,8 @@ def test_command_line_values_are_typed_by_the_field(name, option, text, value):
         ("sls", "alpha", "abc", "pruners.sls.alpha 'abc': expected a number"),
         ("sls", "min_blocks", "2.5", "pruners.sls.min_blocks '2.5': expected an integer"),
         ("sls", "full_curve", "maybe", "pruners.sls.full_curve 'maybe': expected true or false"),
-        ("pear", "fold", "max", "pruners.pear.fold 'max': expected one of none, taylor, mean"),
-        ("pear", "fold", 1, "pruners.pear.fold 1: expected one of none, taylor, mean"),
+        ("pear", "knowledge", "max", "pruners.pear.knowledge 'max': expected one of distil, none"),
+        ("pear", "knowledge", 1, "pruners.pear.knowledge 1: expected one of distil, none, taylor"),
         ("cka", "max_images", "all", "pruners.cka.max_images 'all': expected an integer"),
         ("sls", "workers", "-1", "pruners.sls.workers must be >= 0"),
         ("sls", "min_blocks", "0", "pruners.sls.min_blocks must be >= 1"),

@@ -11,7 +11,9 @@ import pytest
 from bench import gpus, sweep
 from bench.data.synthetic import make_vtab_folder
 from bench.tracking import Terminated, TrackedRun, client, raise_on_sigterm
-from tests.conftest import TINY_VIT, tiny_config
+from tests.conftest import runs_of_suite as _runs
+from tests.conftest import tiny_cli_options as _tiny_options
+from tests.conftest import tiny_config
 
 GPU_TAG = "worker.cuda_visible_devices"
 
@@ -27,12 +29,6 @@ def _config(suite, tasks="digits", methods=("none",), **overrides):
     config = tiny_config(suite=suite, methods=list(methods), **overrides)
     config.sweep.tasks = tasks
     return config
-
-
-def _runs(suite, status=None):
-    experiment = client().get_experiment_by_name(suite)
-    runs = client().search_runs([experiment.experiment_id], "tags.pruner != ''")
-    return [r for r in runs if status is None or r.info.status == status]
 
 
 @pytest.mark.slow
@@ -72,17 +68,6 @@ def test_sigterm_ends_the_current_run_killed():
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert client().get_run(run.run_id).info.status == "KILLED"
-
-
-def _tiny_options():
-    kwargs = ",".join(f'"{k}":{v}' for k, v in TINY_VIT.items())
-    return [
-        "--preset", "demo", "--epochs", "2", "--no-progress",
-        "--set", f"model.kwargs={{{kwargs}}}", "--set", "train.warmup_epochs=1",
-        "--set", "train.eval_every=1", "--set", "measure.warmup_iters=1",
-        "--set", "measure.timed_iters=2", "--set", "measure.rounds=1",
-        "--set", "measure.batch_sizes=1,8", "--set", "measure.ratio_target=none",
-    ]  # fmt: skip
 
 
 def _cli(suite, vtab_root):

@@ -2,13 +2,15 @@
 
 import os
 import statistics
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench.tables import build_tables, tidy_runs, write_tables
+from bench.tables.runs import tidy_runs
+from bench.tables.write import build_tables, write_tables
 from bench.tracking import TrackedRun, client
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -206,7 +208,8 @@ def test_every_number_of_the_efficiency_table_is_the_fixtures(tmp_path):
     shown = {row["method"]: row for row in _markdown_rows(tmp_path / "efficiency.md")}
     assert list(shown) == ["none", "retrained", "sls", "block_benefit", "fixed_depth"]
     for method, columns in expected.items():
-        assert set(shown[method]) == {"petl", "method", "note", *columns}
+        intervals = {"Δ vs none 95 %", "Δ vs retrained 95 %", "speedup bs64 95 %"}
+        assert set(shown[method]) == {"petl", "method", "note", *columns, *intervals}
         assert shown[method]["petl"] == "convpass"
         for column, value in columns.items():
             assert numeric.loc[method, column] == pytest.approx(value, rel=1e-9), (method, column)
@@ -315,7 +318,7 @@ def test_depth_curve_and_regret_tables_pick_the_right_depths(tmp_path):
 
 
 def test_ties_on_the_curve_go_to_the_smaller_depth():
-    from bench.depth_curve import best_k
+    from bench.tables.sls_regret import best_k
 
     points = pd.DataFrame({"k": [4, 5, 6], "accuracy": [80.0, 81.0, 81.0]})
     assert best_k(points) == (5, 81.0)
@@ -324,14 +327,14 @@ def test_ties_on_the_curve_go_to_the_smaller_depth():
 @pytest.mark.parametrize(("text", "depths"), [(None, list(range(1, 13))), ("1-3,12", [1, 2, 3, 12]),
                                                ("6", [6])])  # fmt: skip
 def test_keep_lists(text, depths):
-    from bench.depth_curve import parse_keep
+    from bench.curve import parse_keep
 
     assert parse_keep(text, 12) == depths
 
 
 @pytest.mark.parametrize("text", ["0-3", "13", "a-b"])
 def test_bad_keep_lists_are_refused(text):
-    from bench.depth_curve import parse_keep
+    from bench.curve import parse_keep
     from bench.errors import UserError
 
     with pytest.raises(UserError, match="KEEP="):
@@ -347,12 +350,8 @@ def test_no_epoch_note_when_every_method_trains_as_long_as_the_control(tmp_path)
 
 
 def test_index_page_shows_every_table_and_plot_with_images_beside_it(tmp_path):
-    from html.parser import HTMLParser
-
-    from bench.report import write_index
-
-    written = build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE)
-    index = write_index(tmp_path, written, "golden")
+    written = build_tables(tidy_runs(_raw_runs()), tmp_path, REFERENCE, suite="golden")
+    index = written[-1]
     assert index == tmp_path / "index.html"
 
     class Page(HTMLParser):
@@ -387,8 +386,55 @@ def test_index_page_shows_every_table_and_plot_with_images_beside_it(tmp_path):
     assert "http" not in index.read_text().replace("http://www.w3.org", "")  # nothing fetched
 
 
+def _every_table_runs() -> pd.DataFrame:
+    """The study, a depth curve, and a layer-wise criterion (angular on cifar, seed 0, blocks
+    9..12 removed): runs that fill every table of the catalog."""
+    removed = {f"metrics.angular/removed/block_{b:02d}": float(b > 8) for b in range(1, 13)}
+    angular = {"status": "FINISHED", "start_time": pd.Timestamp(2026, 1, 2),
+               "tags.pruner": "angular", "tags.task": "cifar", "tags.petl": "convpass",
+               "params.budget": "match-sls", "params.seed": "0", "params.data.source": "folder",
+               "params.data.format": "jpeg", "metrics.test/acc": 0.75,
+               "metrics.blocks/kept": 8.0, **removed}  # fmt: skip
+    return pd.concat([_raw_runs(), _curve_runs(), pd.DataFrame([angular])], ignore_index=True)
+
+
+class _Sections(HTMLParser):
+    """The page's section ids in order, and the text of each <code> element in each heading."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids, self.code_in_heading, self._open = [], {}, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self.ids.append(dict(attrs)["id"])
+            self.code_in_heading[self.ids[-1]] = []
+        self._open.append(tag)
+        if self._open[-2:] == ["h2", "code"]:
+            self.code_in_heading[self.ids[-1]].append("")
+
+    def handle_endtag(self, tag):
+        while self._open and self._open.pop() != tag:  # <img>, <meta>: no end tag
+            pass
+
+    def handle_data(self, data):
+        if self._open[-2:] == ["h2", "code"]:
+            self.code_in_heading[self.ids[-1]][-1] += data
+
+
+def test_the_page_has_a_section_per_declared_table_in_order_and_code_as_code(tmp_path):
+    from bench.tables.catalog import TABLES
+
+    build_tables(tidy_runs(_every_table_runs()), tmp_path, REFERENCE, suite="golden")
+    page = _Sections()
+    page.feed((tmp_path / "index.html").read_text())
+    assert page.ids == [table.stem for table in TABLES]
+    assert page.code_in_heading["accuracy_best_of_evals"] == ["eval_every"]
+    assert "&lt;code&gt;" not in (tmp_path / "index.html").read_text()
+
+
 def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
-    from bench.tables import pareto_front
+    from bench.tables.accuracy_vs_throughput import pareto_front
 
     points = pd.DataFrame({"x": [1.0, 2.0, 3.0, 2.0, 1.0], "y": [90.0, 85.0, 80.0, 80.0, 89.0]})
     assert pareto_front(points, "x", "y").tolist() == [True, True, True, False, False]
@@ -401,7 +447,7 @@ def test_plots_people_expect_are_written(tmp_path):
 
 
 def test_a_method_evaluated_without_retraining_is_labelled_so():
-    from bench.tables import epoch_notes
+    from bench.tables.efficiency import epoch_notes
 
     runs = pd.DataFrame(
         {"task": ["cifar"] * 3, "petl": ["convpass"] * 3, "seed": [0] * 3,

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.tables import build_tables, tidy_runs
-from bench.tables_criteria import criteria_table, rank_correlation
+from bench.tables.criteria import criteria_table, rank_correlation
+from bench.tables.runs import tidy_runs
+from bench.tables.write import build_tables
 
 PROBE = [0.2, 0.4, 0.6, 0.7, 0.75, 0.8]  # per-block probe accuracy, blocks 1..6 (seed 0)
 
@@ -43,6 +44,7 @@ def _raw_runs() -> pd.DataFrame:
         _run("cka", 0, 0.70, 3, **_removed("cka", [2, 5, 6]),
              **_curve("cka", "score", PROBE[::-1])),
         _run("block_influence", 0, 0.75, 3, **{"block_influence/k": 3.0},
+             **_removed("block_influence", [2, 5, 6]),
              **_curve("block_influence", "score", [0.9, 0.1, 0.8, 0.3, 0.3, 0.05])),
         _run("drop_last", 0, 0.84, 3),  # not a criterion: no removed blocks to show
         _run("sls", 1, 0.88, 4, **{"sls/k": 4.0},
@@ -76,7 +78,7 @@ def test_removed_blocks_are_read_or_derived_by_each_pruner_rule(table):
     assert _row(table, "sls", 1)["removed"] == "5,6"  # lazy scan: N from the top block scored
     assert _row(table, "angular")["removed"] == "3,4,5"  # as logged
     assert _row(table, "cka")["removed"] == "2,5,6"
-    # keep the 3 highest: 0.9, 0.8 (blocks 1, 3) and, of blocks 4 and 5 tied at 0.3, block 4
+    # as logged (the pruner's rule, keep the 3 highest scores, is tested in test_layerwise.py)
     assert _row(table, "block_influence")["removed"] == "2,5,6"
     assert _row(table, "cka")["k"] == 3 and _row(table, "sls", 1)["k"] == 4
     assert _row(table, "cka")["acc (%)"] == pytest.approx(70.0)

@@ -74,7 +74,7 @@ def test_keep_scale_keeps_the_unpruned_softmax_scale(tmp_path, keep_scale):
     """With keep_scale (the default) attn.scale stays 16 ** -0.5 and the pruned attention equals
     the unpruned one with the pruned dims zeroed: the logits are the kept dims' share of the
     original ones. Without it the scale follows the pruned head dim and that no longer holds."""
-    assert make_pruner("magnitude").keep_scale and not make_pruner("depgraph_sls").keep_scale
+    assert make_pruner("magnitude").keep_scale and make_pruner("depgraph_sls").keep_scale
     ctx = _context(tmp_path)
     unpruned = copy.deepcopy(ctx.model.blocks[0].block.attn)
     result = make_pruner("magnitude", {"keep_scale": keep_scale}).prune(ctx)
@@ -121,9 +121,10 @@ def test_global_pruning_ranks_channels_across_layers(tmp_path):
     assert result.metrics["params_removed_fraction"] == pytest.approx(0.3, abs=0.02)
 
 
-def test_depgraph_sls_is_the_sls_papers_comparison(tmp_path):
-    """Uniform, Taylor, channel ratio 0.3333 with round_to=2, pruned-head softmax scale, not
-    retrained. torch-pruning keeps int(16 x 0.6667) = 10 of the tiny ViT's 16 head dims
+def test_depgraph_sls_is_the_sls_scripts_committed_defaults(tmp_path):
+    """Uniform, Taylor, channel ratio 0.3333 with round_to=2, not retrained; the softmax scale by
+    the width pruners' one rule (unpruned by default, the pruned head's with keep_scale=false).
+    torch-pruning keeps int(16 x 0.6667) = 10 of the tiny ViT's 16 head dims
     (26 of 32 channels: even) and int(128 x 0.6667) = 85 -> 84 (round_to=2) of 128 hidden
     units: a third of the prunable channels, as rounded."""
     pruner = make_pruner("depgraph_sls", {"batches": 2, "batch_size": 16})
@@ -134,4 +135,8 @@ def test_depgraph_sls_is_the_sls_papers_comparison(tmp_path):
     result = pruner.prune(ctx)
     assert result.retrain is False and result.epochs_trained == 0
     assert _widths(result.model) == [(10, 84)] * 4
-    assert result.model.blocks[0].block.attn.scale == pytest.approx(10**-0.5)
+    assert result.model.blocks[0].block.attn.scale == 16**-0.5
+    ctx = _context(tmp_path)
+    ctx.budget = Budget.parse("auto")
+    pruned_head = make_pruner("depgraph_sls", {"batches": 2, "batch_size": 16, "keep_scale": False})
+    assert pruned_head.prune(ctx).model.blocks[0].block.attn.scale == pytest.approx(10**-0.5)

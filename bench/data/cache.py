@@ -3,6 +3,13 @@
 Later runs memory-map the file, so a second run starts fast and a large test split (dsprites:
 73,728 images) never needs to fit in memory. Normalisation happens on the fly in the loader.
 The key hashes the source's fingerprint, the task's version, the split and the preprocessing.
+
+An entry is `<split>-<size>px-<key>.{images,labels}.npy` and its manifest (`.manifest.json`,
+written last: sizes and checksums, `bench.cache_entry`). Every read checks the files against the
+manifest, the arrays' shapes and dtypes, and the labels against the source's; a damaged entry is
+set aside and decoded again. An entry of an older version (no manifest) is checked for all but the
+checksums and then given its manifest: decoding again can take minutes, and its pixels are what
+this version would write.
 """
 
 from __future__ import annotations
@@ -17,6 +24,14 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from bench.cache_entry import (
+    Damaged,
+    check_files,
+    read_manifest,
+    require,
+    set_aside,
+    write_manifest,
+)
 from bench.data.sources import Source
 from bench.tasks import TaskSpec
 
@@ -62,18 +77,54 @@ def cached_split(
     raw = source.read_split(task, split, data_dir)
     key = _key(source.name, raw.fingerprint, task, split, image_size, interpolation)
     path = cache_root / "data" / task.name / f"{split}-{image_size}px-{key}"
-    images_file, labels_file = path.with_suffix(".images.npy"), path.with_suffix(".labels.npy")
-    if not (images_file.exists() and labels_file.exists()):
-        _write(
-            raw,
-            images_file,
-            labels_file,
-            image_size,
-            interpolation,
-            f"{task.name}/{split}",
-            progress,
-        )
-    return ImageSplit(np.load(images_file, mmap_mode="r"), np.load(labels_file), key)
+    entry = _entry_files(path)
+    if any(f.exists() for f in entry):
+        try:
+            return _read(entry, lambda: raw.labels, image_size, key)
+        except Damaged as damage:
+            set_aside(damage, entry, cache_root)
+    images_file, labels_file, manifest_file = entry
+    _write(raw, images_file, labels_file, image_size, interpolation, f"{task.name}/{split}",
+           progress)  # fmt: skip
+    write_manifest(manifest_file, [images_file, labels_file])
+    return _read(entry, lambda: raw.labels, image_size, key)
+
+
+def _entry_files(path: Path) -> list[Path]:
+    """images, labels, manifest"""
+    return [path.with_suffix(s) for s in (".images.npy", ".labels.npy", ".manifest.json")]
+
+
+def _read(entry: list[Path], source_labels, size: int, key: str) -> ImageSplit:
+    """The entry, checked: against its manifest, then the arrays' shapes and dtypes. Only an
+    entry without a manifest (an older version's) has its labels compared with the source's
+    (`source_labels()`, which reads every record of a tfds split: a checked hit reads none).
+    Raises `Damaged` naming the first file that fails."""
+    images_file, labels_file, manifest_file = entry
+    require([images_file, labels_file])
+    adopt = not manifest_file.exists()  # an older version's entry
+    if not adopt:
+        check_files(read_manifest(manifest_file), [images_file, labels_file])
+    stored = _load(labels_file)
+    if stored.dtype != np.int64 or stored.ndim != 1:
+        raise Damaged(labels_file, f"holds {stored.dtype} {stored.shape}, expected int64 (N,)")
+    if adopt and not np.array_equal(stored, source_labels()):
+        raise Damaged(labels_file, "its labels are not the source's")
+    n = len(stored)
+    images = _load(images_file, mmap_mode="r")
+    if images.dtype != np.uint8 or images.shape != (n, 3, size, size):
+        raise Damaged(images_file, f"holds {images.dtype} {images.shape}, expected uint8 "
+                                   f"{(n, 3, size, size)}")  # fmt: skip
+    if adopt:
+        write_manifest(manifest_file, [images_file, labels_file])
+    return ImageSplit(images, stored, key)
+
+
+def _load(path: Path, **kwargs) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False, **kwargs)
+    except (OSError, ValueError, EOFError) as err:
+        raise Damaged(path, f"does not load ({type(err).__name__}: {err})") from err
 
 
 def _key(source: str, fingerprint: str, task: TaskSpec, split: str, size: int, interp: str) -> str:

@@ -12,6 +12,7 @@ from bench.data.cache import ImageSplit
 NORMALIZATIONS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # NOAH, Convpass, SLS
     "0.5": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # timm's config for the in21k ViTs
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),  # OpenAI
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # FacT, PETL_Vision: pixels in [0, 1]
 }
 

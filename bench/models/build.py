@@ -5,9 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.config import DataConfig, ModelConfig
-from bench.models.backbone import create_backbone, weights_sha256
+from bench.config import DataConfig, ModelConfig, RunConfig
+from bench.data.loader import NORMALIZATIONS
+from bench.errors import UserError
+from bench.models.backbone import create_backbone, pretrained_input, weights_sha256
 from bench.models.petl import PetlSettings, attach_petl
+
+FROM_WEIGHTS = "weights"  # data.normalization: the backbone weights' own mean and std
 
 
 def weights_id(model: ModelConfig) -> str:
@@ -15,6 +19,31 @@ def weights_id(model: ModelConfig) -> str:
     if model.checkpoint:
         return f"sha256:{weights_sha256(model.checkpoint)}"
     return f"hub:{model.backbone}" if model.pretrained else "random-init"
+
+
+def resolve_input(config: RunConfig) -> None:
+    """The input the backbone's weights were trained with, where the config asks for it:
+    `data.image_size` None -> the weights' input size, `data.normalization` "weights" -> the
+    named normalization (`NORMALIZATIONS`) equal to the weights' mean and std. In place; a
+    resolved config is left as it is."""
+    data = config.data
+    if data.image_size is not None and data.normalization != FROM_WEIGHTS:
+        return
+    size, mean, std = pretrained_input(config.model.backbone, config.model.kwargs)
+    if data.image_size is None:
+        data.image_size = size
+    if data.normalization == FROM_WEIGHTS:
+        data.normalization = _named(mean, std, config.model.backbone)
+
+
+def _named(mean, std, backbone: str) -> str:
+    for name, (m, s) in NORMALIZATIONS.items():
+        if all(abs(a - b) < 1e-4 for a, b in zip((*m, *s), (*mean, *std), strict=True)):
+            return name
+    raise UserError(
+        f"the weights of {backbone} normalise with mean {tuple(mean)} and std {tuple(std)}, "
+        f"none of {', '.join(NORMALIZATIONS)}: add them to bench.data.loader.NORMALIZATIONS"
+    )
 
 
 def build_backbone(model: ModelConfig, num_classes: int, image_size: int,

@@ -1,6 +1,8 @@
-"""PETL modules on a frozen timm ViT: Convpass, an AdaptFormer-style adapter, LoRA on q and v,
-RepAdapter (re-parameterised into qkv and fc1 for inference), SPLoRA on every block Linear
-(its own module, bench/models/splora.py).
+"""PETL modules on a frozen timm ViT or Swin: Convpass (on a Swin, the SLS authors'
+`Convpass_swin`), an AdaptFormer-style adapter, LoRA on q and v, RepAdapter (re-parameterised
+into qkv and fc1 for inference; ViT), SPLoRA on every block Linear (ViT; its own module,
+bench/models/splora.py). A method declares the backbone families it is built for (`backbones`);
+the blocks it wraps are the family's (`bench.models.family`).
 
 A method is a small settings record plus a function that attaches its modules; it registers
 under its name in `PETL_METHODS`. Every PETL module subclasses `PetlModule`
@@ -16,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from bench.errors import UserError
+from bench.models.family import NAMES as FAMILIES
+from bench.models.family import family_of
 from bench.models.petl_base import PetlModule, PetlSettings
 from bench.registry import Registry
 
@@ -67,6 +70,26 @@ class ConvpassBranch(PetlModule):
         prefix = self.conv(h[:, :p].reshape(b * p, -1, 1, 1)).reshape(b, p, -1)
         h = self.dropout(self.act(torch.cat([prefix, patches], dim=1)))
         return self.up(h) * self.scale
+
+
+class SwinConvpassBranch(ConvpassBranch):
+    """The SLS authors' `Convpass_swin`: Convpass on a Swin block's (B, H, W, C) token grid,
+    with a squeeze-excitation gate between the down-projection and the 3x3 conv:
+    Linear(C->r) -> QuickGELU -> times sigmoid(1x1 conv(r/4->r)(QuickGELU(1x1 conv(r->r/4)(grid
+    mean)))) -> 3x3 conv -> QuickGELU -> Dropout -> Linear(r->C). Initialised as Convpass (the
+    gate's convs as PyTorch initialises them, as the authors' code leaves them); their gate is
+    8 -> 2 -> 8 at r = 8, r/4 here."""
+
+    def __init__(self, dim: int, settings: PetlSettings):
+        super().__init__(dim, settings, grid=(0, 0), prefix_tokens=0)
+        r = settings.dim
+        self.squeeze, self.excite = nn.Conv2d(r, max(1, r // 4), 1), nn.Conv2d(max(1, r // 4), r, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.down(x)).permute(0, 3, 1, 2)  # (B, r, H, W)
+        gate = self.excite(self.act(self.squeeze(h.mean(dim=(2, 3), keepdim=True))))
+        h = self.conv(h * torch.sigmoid(gate)).permute(0, 2, 3, 1)
+        return self.up(self.dropout(self.act(h))) * self.scale
 
 
 class BottleneckAdapter(PetlModule):
@@ -236,19 +259,44 @@ class ParallelBranchBlock(AdapterBlock):
         """The residual stream after the attention branch (and its parallel PETL branch)."""
         b = self.block
         h = b.norm1(x)
-        x_out = x + b.drop_path1(b.ls1(b.attn(h, attn_mask=attn_mask, is_causal=is_causal)))
+        out = b.drop_path1(b.ls1(b.attn(h, attn_mask=attn_mask, is_causal=is_causal)))
         if self.attn_branch is not None:
-            x_out = x_out + self._branch(self.attn_branch, h, x, b.drop_path1)
-        return x_out
+            out = out + self._branch(self.attn_branch, h, x, b.drop_path1)
+        return x + out
 
     def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
         """The residual stream after the MLP branch (and its parallel PETL branch)."""
         b = self.block
         h = b.norm2(x)
-        x_out = x + b.drop_path2(b.ls2(b.mlp(h)))
+        out = b.drop_path2(b.ls2(b.mlp(h)))
+        if self.mlp_branch is not None:
+            out = out + self._branch(self.mlp_branch, h, x, b.drop_path2)
+        return x + out
+
+
+class SwinParallelBranchBlock(ParallelBranchBlock):
+    """`ParallelBranchBlock` on a timm Swin block, whose tokens are a (B, H, W, C) grid and whose
+    attention is shifted-window (`_attn`): the authors' `forward_swin_block`,
+    `x = x + DP(W-MSA(LN1 x)) + DP'(a(LN1 x))`, `x = x + DP(mlp(LN2 x)) + DP'(m(LN2 x))`."""
+
+    def attn_residual(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False):
+        b = self.block
+        h = b.norm1(x)
+        x_out = x + b.drop_path1(b._attn(h))
+        if self.attn_branch is not None:
+            x_out = x_out + self._branch(self.attn_branch, h, x, b.drop_path1)
+        return x_out
+
+    def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.block
+        h = b.norm2(x)
+        x_out = x + b.drop_path2(b.mlp(h))
         if self.mlp_branch is not None:
             x_out = x_out + self._branch(self.mlp_branch, h, x, b.drop_path2)
         return x_out
+
+
+PARALLEL_BLOCKS = {"vit": ParallelBranchBlock, "swin": SwinParallelBranchBlock}
 
 
 class RepAdapterBlock(AdapterBlock):
@@ -294,38 +342,50 @@ class RepAdapterBlock(AdapterBlock):
 
 @dataclass(frozen=True)
 class PetlMethod:
-    attach: Callable[[VisionTransformer, PetlSettings], None]
+    attach: Callable[[nn.Module, PetlSettings], None]
     default_scale: float
     task_scale: dict[str, float]  # per-task scale from the method's paper/code
     task_xavier: dict[str, bool]
     default_dim: int = 8
+    backbones: frozenset[str] = FAMILIES  # the backbone families it is built for
 
 
-def _attach_convpass(model: VisionTransformer, settings: PetlSettings) -> None:
-    dim, grid, prefix = model.embed_dim, model.patch_embed.grid_size, model.num_prefix_tokens
-    for i, block in enumerate(model.blocks):
-        model.blocks[i] = ParallelBranchBlock(
+CONVPASS_BRANCHES: dict[str, Callable[[nn.Module, nn.Module, PetlSettings], PetlModule]] = {
+    "vit": lambda model, block, settings: ConvpassBranch(
+        model.embed_dim, settings, model.patch_embed.grid_size, model.num_prefix_tokens),
+    "swin": lambda model, block, settings: SwinConvpassBranch(block.dim, settings),
+}  # fmt: skip
+
+
+def _convpass_branch(model: nn.Module, block: nn.Module, settings: PetlSettings) -> PetlModule:
+    return CONVPASS_BRANCHES[family_of(model).name](model, block, settings)
+
+
+def _attach_convpass(model: nn.Module, settings: PetlSettings) -> None:
+    family = family_of(model)
+    for i, block in enumerate(family.blocks(model)):
+        family.set_block(model, i, PARALLEL_BLOCKS[family.name](
             block,
-            ConvpassBranch(dim, settings, grid, prefix),
-            ConvpassBranch(dim, settings, grid, prefix),
+            _convpass_branch(model, block, settings),
+            _convpass_branch(model, block, settings),
             normed_input=True,
-        )
+        ))  # fmt: skip
 
 
-def _attach_adapter(model: VisionTransformer, settings: PetlSettings) -> None:
-    for i, block in enumerate(model.blocks):
-        model.blocks[i] = ParallelBranchBlock(
-            block, None, BottleneckAdapter(model.embed_dim, settings), normed_input=False,
-            branch_drop_path="none",
-        )  # fmt: skip
+def _attach_adapter(model: nn.Module, settings: PetlSettings) -> None:
+    family = family_of(model)
+    for i, block in enumerate(family.blocks(model)):
+        adapter = BottleneckAdapter(family.block_width(model, block), settings)
+        family.set_block(model, i, PARALLEL_BLOCKS[family.name](
+            block, None, adapter, normed_input=False, branch_drop_path="none"))  # fmt: skip
 
 
-def _attach_lora(model: VisionTransformer, settings: PetlSettings) -> None:
-    for block in model.blocks:
+def _attach_lora(model: nn.Module, settings: PetlSettings) -> None:
+    for block in family_of(model).blocks(model):
         block.attn.qkv = LoRAQKV(block.attn.qkv, settings)
 
 
-def _attach_repadapter(model: VisionTransformer, settings: PetlSettings) -> None:
+def _attach_repadapter(model: nn.Module, settings: PetlSettings) -> None:
     dim = model.embed_dim
     for i, block in enumerate(model.blocks):
         _check_foldable(block, dim)
@@ -387,6 +447,7 @@ PETL_METHODS.register(
         default_scale=1.0,  # the official module's default
         task_scale={t: float(s) for t, s in _REPADAPTER_SCALE.items()},
         task_xavier={},  # A is always xavier-uniform; xavier_init is Convpass's conv init
+        backbones=frozenset({"vit"}),
     ),
 )
 
@@ -395,13 +456,15 @@ PETL_METHODS.register(
 # SPLoRA (bench/models/splora.py): low-rank adapters on each block's Linears, pruned by `spa`
 
 
-def _attach_splora(model: VisionTransformer, settings: PetlSettings) -> None:
+def _attach_splora(model: nn.Module, settings: PetlSettings) -> None:
     from bench.models.splora import attach_splora  # imports sp_adapters only when used
 
     attach_splora(model, settings)
 
 
-PETL_METHODS.register("splora", PetlMethod(_attach_splora, 1.0, {}, {}))
+PETL_METHODS.register(
+    "splora", PetlMethod(_attach_splora, 1.0, {}, {}, backbones=frozenset({"vit"}))
+)
 
 
 def resolve_settings(
@@ -424,8 +487,21 @@ def resolve_settings(
     )
 
 
-def attach_petl(model: VisionTransformer, settings: PetlSettings) -> VisionTransformer:
+def check_petl_backbone(method: str, family: str) -> None:
+    """A one-line UserError where the PETL method is not built for the backbone family."""
+    name = PETL_METHODS.canonical(method)
+    supported = PETL_METHODS.get(name).backbones
+    if family not in supported:
+        instead = [m for m in PETL_METHODS.names() if family in PETL_METHODS.get(m).backbones]
+        raise UserError(
+            f"PETL {name} is not built for {family} backbones (it supports "
+            f"{', '.join(sorted(supported))}); use PETL={' or '.join(instead)}"
+        )
+
+
+def attach_petl(model: nn.Module, settings: PetlSettings) -> nn.Module:
     """Attach the method's modules and freeze everything but PETL modules and the head."""
+    check_petl_backbone(settings.method, family_of(model).name)
     PETL_METHODS.get(settings.method).attach(model, settings)
     freeze_backbone(model)
     return model

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from timm.layers import Attention
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from bench.errors import UserError
+from bench.models.family import family_of
 
 KeptIndices = list[dict[str, list[int]]]  # per block: {"attn": head-dim channels, "mlp": hidden}
 
@@ -25,19 +25,23 @@ KeptIndices = list[dict[str, list[int]]]  # per block: {"attn": head-dim channel
 # blocks
 
 
-def keep_blocks(model: VisionTransformer, indices: Sequence[int]) -> VisionTransformer:
-    """Physically drop every block not in `indices` (in order); final norm and head stay.
+def keep_blocks(model: nn.Module, indices: Sequence[int]) -> nn.Module:
+    """Physically drop every block not in `indices` (flat, 0-based, in order); final norm and
+    head stay, and so does every patch merging of a Swin (`bench.models.family`).
 
     The dropped blocks leave the module, so they are neither timed nor stored.
     """
+    family = family_of(model)
+    total = family.num_blocks(model)
     indices = sorted(set(int(i) for i in indices))
-    if not indices or indices[0] < 0 or indices[-1] >= len(model.blocks):
-        raise ValueError(f"block indices {indices} out of range for {len(model.blocks)} blocks")
-    model.blocks = nn.Sequential(*[model.blocks[i] for i in indices])
-    return model
+    if not indices or indices[0] < 0 or indices[-1] >= total:
+        raise ValueError(f"block indices {indices} out of range for {total} blocks")
+    return family.keep_blocks(model, indices)
 
 
-def keep_first(model: VisionTransformer, k: int) -> VisionTransformer:
+def keep_first(model: nn.Module, k: int) -> nn.Module:
+    """The first k blocks: on a Swin, those of the stage k ends in are followed by that stage's
+    patch merging and every later one (stages left empty still merge), then the norm and head."""
     return keep_blocks(model, range(k))
 
 

@@ -1,13 +1,11 @@
-"""The criteria table (issue #16): the layer-wise criteria SLS argues against, head to head.
+"""criteria.{md,csv,tex} (issue #16): the layer-wise criteria SLS argues against, head to head.
 
-`criteria.{md,csv,tex}` in results/tables/<suite>/, one row per (PETL, task, seed, method) for
-`none` (the reference), `sls` and every layer-wise criterion (`block_influence`, and any pruner
-that logs `<method>/removed/block_NN`, such as `angular` and `cka`):
+One row per (PETL, task, seed, method) for `none` (the reference), `sls` and every layer-wise
+criterion (every pruner that logs `<method>/removed/block_NN`: `block_influence`, `angular`,
+`cka`):
 
-- `removed`: the blocks (1-based) the method removed: from `<method>/removed/block_NN` where it
-  is logged; for `sls`, the blocks after its k (its top block N is always scored); for
-  `block_influence` runs, which do not log it, derived from their logged scores and k by the
-  pruner's own rule (keep the k highest scores, ties to the earlier block);
+- `removed`: the blocks (1-based) the method removed: as it logged them; for `sls`, the blocks
+  after its k (its top block N is always scored); none for `none`;
 - `k` (blocks kept) and `acc (%)`, the test accuracy after the common retraining;
 - `rho vs probe`: the Spearman rank correlation between the method's per-block score curve
   (`<method>/score/block_NN`) and the per-block linear-probe accuracy (`sls/probe/block_NN`) of
@@ -25,15 +23,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.tables import method_order, save_table, task_order
+from bench import record as R
+from bench.tables.runs import base_method, method_order
+from bench.tables.spec import Runs, Section
+from bench.tables.vtab import task_order
 
-REFERENCE_CURVE = "sls/probe/block_"  # logged by sls with metric=probe (every block)
-DERIVED = ("none", "sls", "block_influence")  # methods whose removed blocks are derived
+DERIVED = ("none", "sls")  # methods whose removed blocks follow from their k
 MIN_BLOCKS_FOR_RHO = 3
 TITLE = "Layer-wise criteria at SLS's budget: blocks removed, accuracy, rank correlation with probe"
 NOTE = (
@@ -44,9 +43,9 @@ NOTE = (
 )
 
 
-def base_method(label: str) -> str:
-    """`angular @ keep:6` -> `angular`."""
-    return label.split(" @ ", 1)[0]
+def section(runs: Runs) -> Section | None:
+    table = criteria_table(runs.methods)
+    return None if table.empty else Section(TITLE, table, note=NOTE)
 
 
 def block_curve(run: pd.Series, prefix: str) -> pd.Series:
@@ -57,7 +56,7 @@ def block_curve(run: pd.Series, prefix: str) -> pd.Series:
 
 
 def blocks_kept(run: pd.Series, method: str) -> int | None:
-    for column in ("blocks/kept", f"{method}/k"):
+    for column in (R.BLOCKS_KEPT, R.metric_of(method, R.PRUNER_K)):
         value = run.get(column, np.nan)
         if value is not None and not math.isnan(value):
             return int(value)
@@ -67,7 +66,7 @@ def blocks_kept(run: pd.Series, method: str) -> int | None:
 def removed_blocks(run: pd.Series) -> list[int] | None:
     """The 1-based blocks the run removed, or None where its metrics do not say."""
     method = base_method(run["method"])
-    logged = block_curve(run, f"{method}/removed/block_")
+    logged = block_curve(run, R.metric_of(method, R.BLOCK_REMOVED))
     if not logged.empty:
         return [int(b) for b, flag in logged.items() if flag == 1.0]
     k = blocks_kept(run, method)
@@ -75,12 +74,8 @@ def removed_blocks(run: pd.Series) -> list[int] | None:
         return None
     if method == "none":
         return []
-    if method == "sls":
-        scored = block_curve(run, "sls/score/block_")
-        return None if scored.empty else list(range(k + 1, int(scored.index.max()) + 1))
-    scores = block_curve(run, f"{method}/score/block_")  # block_influence's rule
-    ranked = sorted(scores.index, key=lambda b: (-scores[b], b))
-    return sorted(int(b) for b in ranked[k:])
+    scored = block_curve(run, R.SLS_SCORE_PREFIX)
+    return None if scored.empty else list(range(k + 1, int(scored.index.max()) + 1))
 
 
 def rank_correlation(curve: pd.Series, reference: pd.Series) -> tuple[float, int]:
@@ -101,7 +96,7 @@ def probe_curves(runs: pd.DataFrame) -> dict[tuple, pd.Series]:
     """Per (PETL, task, seed): the per-block probe accuracy of its sls run, where it has one."""
     curves = {}
     for _, run in runs[runs["method"] == "sls"].iterrows():
-        curve = block_curve(run, REFERENCE_CURVE)
+        curve = block_curve(run, R.SLS_PROBE_PREFIX)
         if not curve.empty:
             curves[(run["petl"], run["task"], run["seed"])] = curve
     return curves
@@ -117,16 +112,16 @@ def criteria_table(runs: pd.DataFrame) -> pd.DataFrame:
         if removed is None:
             continue
         reference = probes.get((run["petl"], run["task"], run["seed"]))
-        curve = block_curve(run, f"{method}/score/block_")
+        curve = block_curve(run, R.metric_of(method, R.BLOCK_SCORE))
         rho, shared = (math.nan, 0) if reference is None else rank_correlation(curve, reference)
-        acc = run.get("test/acc", np.nan)
+        acc = run.get(R.ACC, np.nan)
         rows.append({"petl": run["petl"], "task": run["task"], "seed": int(run["seed"]),
                      "method": run["method"], "k": blocks_kept(run, method),
                      "removed": ",".join(str(b) for b in removed),
                      "acc (%)": acc * 100.0, "rho vs probe": rho,
                      "rho blocks": shared or None})  # fmt: skip
     table = pd.DataFrame(rows)
-    if table.empty or set(table["method"].map(base_method)) <= {"none", "sls"}:
+    if table.empty or set(table["method"].map(base_method)) <= set(DERIVED):
         return pd.DataFrame()
     return _sorted(table).set_index(["petl", "task", "seed", "method"])
 
@@ -142,14 +137,3 @@ def _sorted(table: pd.DataFrame) -> pd.DataFrame:
         return column.map(orders[column.name]) if column.name in orders else column
 
     return table.sort_values(["petl", "task", "seed", "method"], key=key)
-
-
-def write_criteria_table(runs: pd.DataFrame, out: Path) -> list[Path]:
-    """criteria.{md,csv,tex} in `out`; nothing when the runs hold no layer-wise criterion."""
-    table = criteria_table(runs)
-    if table.empty:
-        return []
-    written = save_table(table, out / "criteria", TITLE)
-    md = out / "criteria.md"
-    md.write_text(md.read_text() + f"\n{NOTE}\n")
-    return written
