@@ -6,8 +6,9 @@ import copy
 import numpy as np
 import torch
 
+import baselines.layerwise
 import baselines.similarity
-from baselines.layerwise import DropLast
+from baselines.layerwise import DropLast, draw_seed
 from baselines.similarity import angular_distances, least_distance_run, run_distances
 from bench.pruning import Budget, PruneContext, make_pruner
 from bench.tasks import get_task
@@ -50,3 +51,22 @@ def test_drop_last_is_slss_model_at_match_sls_only():
     drop_last = DropLast()
     assert drop_last.same_model_as(Budget.parse("match-sls")) == "sls"
     assert drop_last.same_model_as(Budget.parse("keep:3")) is None
+
+
+def test_block_influence_pruner_reads_the_images_and_tokens_asked(monkeypatch):
+    read = []
+
+    def spy(model, loader, max_images, tokens):
+        read.append((max_images, tokens))
+        return [0.1, 0.4, 0.2, 0.3]
+
+    monkeypatch.setattr(baselines.layerwise, "block_influence", spy)
+    pruner = make_pruner("block_influence", {"max_images": 48, "tokens": "cls"})
+    decision = pruner.prune(_context(petl_model(), 2, calibration_loader())).decision
+    assert read == [(48, "cls")]
+    assert decision["kept"] == [1, 3] and decision["scores"] == [0.1, 0.4, 0.2, 0.3]
+
+
+def test_random_blocks_records_its_draws_seed():
+    decision = make_pruner("random_blocks").prune(_context(petl_model(), 2, calibration_loader()))
+    assert decision.decision["rng_seed"] == draw_seed("digits", 0)
