@@ -2,6 +2,7 @@
 writes to its decision, and which budget makes `drop_last` SLS's own model."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import torch
@@ -65,8 +66,18 @@ def test_block_influence_pruner_reads_the_images_and_tokens_asked(monkeypatch):
     decision = pruner.prune(_context(petl_model(), 2, calibration_loader())).decision
     assert read == [(48, "cls")]
     assert decision["kept"] == [1, 3] and decision["scores"] == [0.1, 0.4, 0.2, 0.3]
+    assert decision["settings"] == {"max_images": 48, "tokens": "cls"}
 
 
 def test_random_blocks_records_its_draws_seed():
     decision = make_pruner("random_blocks").prune(_context(petl_model(), 2, calibration_loader()))
     assert decision.decision["rng_seed"] == draw_seed("digits", 0)
+
+
+def test_a_parameter_budget_counts_the_blocks_sizes(monkeypatch):
+    """The last block holds 97 % of the parameters: removing half of them removes it alone."""
+    monkeypatch.setattr(baselines.layerwise, "block_sizes", lambda model: [1, 1, 1, 97])
+    context = _context(petl_model(), 4, calibration_loader())
+    context = dataclasses.replace(context, budget=Budget("params", 0.5))
+    decision = make_pruner("drop_last").prune(context).decision
+    assert decision["k"] == 3 and decision["kept"] == [0, 1, 2]
