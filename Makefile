@@ -45,7 +45,7 @@ BENCH_ARGS = $(call opt,task,$(TASK)) $(COMMON_ARGS)
 SWEEP_ARGS = $(call opt,tasks,$(TASKS)) $(call opt,launcher,$(LAUNCHER)) \
 	$(call opt,workers,$(WORKERS)) $(if $(DRY_RUN),--dry-run) $(COMMON_ARGS)
 
-.PHONY: install bench sweep curve tables server tasks prepare export test test-fast mutate ui lint format help
+.PHONY: install bench sweep curve tables server config tasks prepare export test test-fast mutate ui lint format help
 
 help:
 	@echo "make bench   run the benchmark (offline default: digits, demo preset)"
@@ -53,6 +53,7 @@ help:
 	@echo "make curve   TASK=<task> [KEEP=1-12] [SEEDS=...] [TUNE=1]  the accuracy-depth curve (resumable)"
 	@echo "make tables  the paper's tables and plots in results/tables/<SUITE> (SUITE=demo|paper|...)"
 	@echo "make server  an mlflow server for several machines (STORE=postgresql://... ARTIFACTS=... HOST=...)"
+	@echo "make config  every run and pruner setting PRESET resolves to (PRESET=paper: the authors' choices)"
 	@echo "make tasks   the 19 VTAB-1k tasks and whether their data is found (DATA=...)"
 	@echo "make prepare TASK=<task|all> DATA=<dir> [EXPORT=<dir>]  prepare tfds data"
 	@echo "make export  RUN=<run id> OUT=<dir> [CHECKPOINT=...]  the deployed model of a finished run"
@@ -88,6 +89,9 @@ tables: $(STAMP)
 server: $(STAMP)
 	$(PY) -m mlflow server --backend-store-uri $(STORE) --artifacts-destination $(ARTIFACTS) \
 		--host $(HOST) --port $(PORT)
+
+config: $(STAMP)
+	$(PY) -m bench presets --show $(PRESET)
 
 tasks: $(STAMP)
 	$(PY) -m bench tasks $(call opt,data,$(DATA))

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ui", help="the MLflow UI over the project's tracking store (127.0.0.1)"
     )
     ui.add_argument("--suite", default="demo", help="the suite whose runs table to link first")
-    commands.add_parser("presets", help="list the presets")
+    presets = commands.add_parser("presets", help="list the presets, or show what one resolves to")
+    presets.add_argument("--show", metavar="PRESET", help="every run and pruner setting of PRESET")
 
     export = commands.add_parser("export", help="write the deployed model of a finished run")
     export.add_argument("--run", required=True, help="the run id (MLflow UI, or make tables)")
@@ -276,6 +277,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_presets(args: argparse.Namespace) -> int:
     from bench.config import preset_names
 
+    if args.show:
+        from bench.show_config import config_lines
+
+        print("\n".join(config_lines(args.show)))
+        return 0
     print("\n".join(preset_names()))
     return 0
 

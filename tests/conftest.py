@@ -168,3 +168,32 @@ def tiny_cli_options():
         "--set", "measure.timed_iters=2", "--set", "measure.rounds=1",
         "--set", "measure.batch_sizes=1,8", "--set", "measure.ratio_target=none",
     ]  # fmt: skip
+
+
+# --- bad input caught before any data is read --------------------------------------------------
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Decoding data or training a transfer fails the test; returns the refusing function, to
+    patch more entry points with."""
+    import bench.run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a run started: the bad input was not caught by the preflight")
+
+    monkeypatch.setattr(bench.run, "load_data", refuse)
+    monkeypatch.setattr(bench.run, "transfer", refuse)
+    return refuse
+
+
+def cli_error(argv: list[str], capsys, preset: str = "demo") -> str:
+    """`make bench` with `argv` exits 2 with one line on stderr: that line, less `error: `."""
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--preset", preset, *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    return err.removeprefix("error: ")

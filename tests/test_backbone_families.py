@@ -14,11 +14,9 @@ import torch
 from torch import nn
 
 import bench.plugins  # noqa: F401  (registers every pruner)
-import bench.run
 from baselines.layerwise import LayerwisePruner, block_influence
 from baselines.similarity import angular_distances
 from bench.budget import block_sizes, blocks_to_keep, param_fraction
-from bench.cli import main
 from bench.config import load_config
 from bench.errors import UserError
 from bench.models.backbone import create_backbone
@@ -32,7 +30,7 @@ from bench.state import rebuild, save_task_state
 from bench.tasks import get_task
 from bench.tracking import client
 from sls.features import block_features
-from tests.conftest import TINY_SWIN, TINY_VIT, calibration_loader, petl_model, tiny_swin
+from tests.conftest import TINY_SWIN, TINY_VIT, calibration_loader, cli_error, petl_model, tiny_swin
 
 VITS = {  # timm architecture, options: each shrunk to TINY_VIT
     "clip": ("vit_base_patch16_clip_224", {}),  # pre-norm, CLS token
@@ -358,26 +356,8 @@ def test_a_petl_method_not_built_for_swin_is_refused():
 # --- refused before training ----------------------------------------------------------------
 
 
-@pytest.fixture
-def no_training(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a run started: the bad input was not caught by the preflight")
-
-    monkeypatch.setattr(bench.run, "load_data", refuse)
-    monkeypatch.setattr(bench.run, "transfer", refuse)
-
-
-def _cli_error(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["bench", "--preset", "demo-swin", *argv])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: ")
-    return err.removeprefix("error: ")
-
-
 def test_a_pruner_that_does_not_prune_swin_fails_in_preflight(no_training, capsys):
-    err = _cli_error(["--methods", "none,sls,magnitude"], capsys)
+    err = cli_error(["--methods", "none,sls,magnitude"], capsys, "demo-swin")
     assert err.startswith("magnitude does not prune swin backbones (it supports vit); use one of")
     offered = set(err.partition("METHODS=")[2].split(","))
     assert {"sls", "drop_last", "fixed_depth", "random_blocks", "block_influence", "angular",
@@ -385,7 +365,7 @@ def test_a_pruner_that_does_not_prune_swin_fails_in_preflight(no_training, capsy
 
 
 def test_a_petl_method_that_does_not_fit_swin_fails_in_preflight(no_training, capsys):
-    err = _cli_error(["--petl", "splora", "--methods", "none"], capsys)
+    err = cli_error(["--petl", "splora", "--methods", "none"], capsys, "demo-swin")
     assert err.startswith("PETL splora is not built for swin backbones (it supports vit)")
 
 

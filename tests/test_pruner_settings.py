@@ -11,7 +11,6 @@ import pytest
 import bench.plugins  # noqa: F401  (registers every pruner)
 import bench.preflight
 import bench.run
-from bench.cli import main
 from bench.config import coerce
 from bench.errors import UserError
 from bench.pruning import (
@@ -23,32 +22,12 @@ from bench.pruning import (
     check_supported,
     make_pruner,
 )
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-    """Decoding data or training a transfer fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a run started: the bad input was not caught by the preflight")
-
-    monkeypatch.setattr(bench.run, "load_data", refuse)
-    monkeypatch.setattr(bench.run, "transfer", refuse)
-    return refuse
-
-
-def _cli_error(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["bench", "--preset", "demo", *argv])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: ")
-    return err.removeprefix("error: ")
+from tests.conftest import cli_error
 
 
 def test_unsupported_petl_fails_before_training_with_what_to_use(no_training, monkeypatch, capsys):
     monkeypatch.setattr(bench.preflight, "build_backbone", no_training)  # nor any weights read
-    err = _cli_error(["--petl", "lora", "--methods", "none,magnitude"], capsys)
+    err = cli_error(["--petl", "lora", "--methods", "none,magnitude"], capsys)
     assert err.startswith(
         "magnitude does not prune PETL lora models (it supports convpass, adapter, repadapter); "
         "use PETL=convpass or METHODS="
@@ -60,21 +39,21 @@ def test_unsupported_petl_fails_before_training_with_what_to_use(no_training, mo
 
 def test_bad_setting_value_fails_before_training(no_training, monkeypatch, capsys):
     monkeypatch.setattr(bench.preflight, "build_backbone", no_training)
-    err = _cli_error(["--methods", "sls", "--set", "pruners.sls.alpha=abc"], capsys)
+    err = cli_error(["--methods", "sls", "--set", "pruners.sls.alpha=abc"], capsys)
     assert err == "pruners.sls.alpha 'abc': expected a number"
 
 
 def test_settings_of_a_pruner_not_run_are_checked_too(no_training, capsys):
     # SLS's settings decide the match-sls budget of magnitude
-    err = _cli_error(["--methods", "magnitude", "--set", "pruners.sls.metric=silhuette"], capsys)
+    err = cli_error(["--methods", "magnitude", "--set", "pruners.sls.metric=silhuette"], capsys)
     assert err.startswith("pruners.sls.metric 'silhuette': expected one of silhouette,")
-    err = _cli_error(["--methods", "sls", "--set", "pruners.sl.alpha=0.5"], capsys)
+    err = cli_error(["--methods", "sls", "--set", "pruners.sl.alpha=0.5"], capsys)
     assert err.startswith("unknown method 'sl'. Did you mean 'sls'?")
 
 
 def test_backbone_family_is_checked_before_training(no_training, monkeypatch, capsys):
     monkeypatch.setattr(PRUNERS.get("cka"), "backbones", frozenset({"swin"}))
-    err = _cli_error(["--methods", "none,cka"], capsys)
+    err = cli_error(["--methods", "none,cka"], capsys)
     assert err.startswith("cka does not prune vit backbones (it supports swin); use one of those")
 
 
