@@ -45,7 +45,7 @@ BENCH_ARGS = $(call opt,task,$(TASK)) $(COMMON_ARGS)
 SWEEP_ARGS = $(call opt,tasks,$(TASKS)) $(call opt,launcher,$(LAUNCHER)) \
 	$(call opt,workers,$(WORKERS)) $(if $(DRY_RUN),--dry-run) $(COMMON_ARGS)
 
-.PHONY: install bench sweep curve tables server config tasks prepare export test test-fast ui lint format help
+.PHONY: install bench sweep curve tables server config tasks prepare export test test-fast mutate ui lint format help
 
 help:
 	@echo "make bench   run the benchmark (offline default: digits, demo preset)"
@@ -59,6 +59,7 @@ help:
 	@echo "make export  RUN=<run id> OUT=<dir> [CHECKPOINT=...]  the deployed model of a finished run"
 	@echo "make test    run the test suite"
 	@echo "make test-fast  the tests but the slow ones (end-to-end runs, servers, workers, compiling): ~1 min"
+	@echo "make mutate [MODULES=bench/budget.py ...]  mutation testing of the core (mutmut): scores, survivors"
 	@echo "make ui      the MLflow UI on 127.0.0.1:5000; prints the link to SUITE's runs table"
 	@echo "make lint    ruff"
 
@@ -110,6 +111,16 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Mutation testing (mutmut, [tool.mutmut] in pyproject.toml): every mutant of the core modules, or of
+# MODULES only, against the fast tests that cover it; then the score per module and the survivors.
+MODULES ?=
+mutate: $(STAMP)
+	rm -rf mutants && mkdir mutants
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 \
+		$(foreach m,$(MODULES),"$(subst /,.,$(m:.py=)).*") > mutants/run.log 2>&1 \
+		|| { tail -c 3000 mutants/run.log; exit 1; }
+	$(PY) tests/mutation/report.py $(MODULES)
 
 ui: $(STAMP)
 	$(PY) -m bench ui --suite $(SUITE)

@@ -43,6 +43,18 @@ def isolated_results(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture(autouse=True)
+def restore_sigterm():
+    """`bench.cli.main` turns SIGTERM into `Terminated` for good (`raise_on_sigterm`); a test that
+    calls it in-process must not leave that handler to the tests after it, nor to the process
+    running them (mutmut forks its workers from the process that ran the suite)."""
+    import signal
+
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)
+
+
 def tiny_vit(num_classes: int = 10, depth: int = 4, seed: int = 0):
     from bench.models.backbone import create_backbone
 
@@ -106,16 +118,20 @@ def register_pruner():
     """`register_pruner(name, cls)` adds a pruner to the registry for this test only."""
     from bench.pruning import PRUNERS
 
-    names = []
+    registered = []
 
     def register(name: str, cls):
+        registered.append((name, cls, cls.__dict__.get("name")))
         PRUNERS.register(name, cls)
-        names.append(name)
         return cls
 
     yield register
-    for name in names:
+    for name, cls, own_name in reversed(registered):
         PRUNERS.unregister(name)
+        if own_name is None:  # registering named the class: a real pruner keeps its own name
+            del cls.name
+        else:
+            cls.name = own_name
 
 
 @pytest.fixture

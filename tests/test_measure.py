@@ -23,6 +23,7 @@ def deep_model():
     return attach_petl(tiny_vit(depth=12), resolve_settings("convpass", "digits")).eval()
 
 
+@pytest.mark.timing
 def test_a_model_against_itself_measures_about_one(deep_model):
     out = compare_throughput(deep_model, deep_model, 16, CPU, TIMING)
     assert set(out) == {"throughput/bs8", "throughput_unpruned/bs8", "speedup/bs8",
@@ -44,6 +45,7 @@ def test_a_model_against_itself_has_an_interval_that_contains_one(deep_model):
         assert m["speedup_high/bs8"] / m["speedup_low/bs8"] < 1.3
 
 
+@pytest.mark.timing
 def test_a_truncated_model_is_faster_by_about_its_macs_ratio(deep_model):
     truncated = keep_first(copy.deepcopy(deep_model), 2)
     macs, macs_unpruned = count_macs(truncated, 16, CPU), count_macs(deep_model, 16, CPU)
