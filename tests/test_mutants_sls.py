@@ -80,3 +80,41 @@ def test_two_classes_are_scored_and_one_class_per_sample_is_refused():
     assert score(features, labels, "probe") == 1.0
     with pytest.raises(UserError, match="every sample is its own class"):
         score(features[:4], np.arange(4))
+
+
+class _Recorder:
+    """Stands in for an embedding class: records its constructor's arguments and returns fixed
+    coordinates, so the test reads exactly how `embed` configures each implementation."""
+
+    made: list[dict] = []
+
+    def __init__(self, **kwargs):
+        _Recorder.made.append(kwargs)
+
+    def _coordinates(self, x):
+        return np.stack([np.arange(len(x)), -np.arange(len(x))], axis=1).astype(np.float32)
+
+    fit = fit_transform = _coordinates
+
+
+@pytest.mark.parametrize(
+    ("method", "module", "name", "expected"),
+    [
+        ("tsne", "sklearn.manifold", "TSNE",
+         {"n_components": 2, "init": "pca", "random_state": 7}),
+        ("opentsne", "openTSNE", "TSNE",
+         {"n_components": 2, "initialization": "pca", "random_state": 7, "n_jobs": 3}),
+        ("pca", "sklearn.decomposition", "PCA", {"n_components": 2, "random_state": 7}),
+    ],
+)  # fmt: skip
+def test_each_embedding_is_built_with_pca_init_the_runs_seed_and_two_components(
+    monkeypatch, method, module, name, expected
+):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module(module), name, _Recorder)
+    _Recorder.made = []
+    y = embed(_features(), method, seed=7, n_jobs=3)
+    assert _Recorder.made == [expected]
+    np.testing.assert_allclose(y[:, 0], np.arange(40) / 39)
+    np.testing.assert_allclose(y[:, 1], 1 - np.arange(40) / 39)
