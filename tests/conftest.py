@@ -197,3 +197,35 @@ def cli_error(argv: list[str], capsys, preset: str = "demo") -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ")
     return err.removeprefix("error: ")
+
+
+# --- small fakes shared by test modules ---------------------------------------------------------
+
+
+class FakeTimer:
+    """Rounds of fixed ratios (reference 100 img/s), each taking `seconds` on a fake clock."""
+
+    def __init__(self, ratios, seconds=1.0):
+        self.ratios, self.seconds, self.now, self.calls = ratios, seconds, 0.0, 0
+
+    def round(self):
+        ratio = self.ratios[self.calls % len(self.ratios)]
+        self.calls += 1
+        self.now += self.seconds
+        return 100.0, 100.0 * ratio
+
+    def clock(self):
+        return self.now
+
+
+def linear_model_and_loader():
+    """A seeded Linear classifier on 24 random 3x4x4 images of 3 classes, batches of 8."""
+    from torch import nn
+
+    from bench.data.loader import BatchLoader, ImageSplit
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+    rng = np.random.default_rng(0)
+    split = ImageSplit(rng.integers(0, 256, size=(24, 3, 4, 4), dtype=np.uint8), np.arange(24) % 3)
+    return model, BatchLoader(split, 8, shuffle=True, drop_last=True, seed=0)

@@ -10,6 +10,7 @@ from bench import record
 from bench.config import MeasureConfig
 from bench.interleaved import interleave, ratio_interval
 from bench.measure import compare_throughput
+from tests.conftest import FakeTimer
 
 T_975_3DF = 3.182446305284263  # Student t, 97.5th percentile, 3 degrees of freedom (tables)
 
@@ -28,22 +29,6 @@ def test_the_interval_is_the_t_interval_of_the_log_ratios():
 def test_below_two_rounds_there_is_no_interval():
     assert ratio_interval([1.3]) is None
     assert ratio_interval([]) is None
-
-
-class FakeTimer:
-    """Rounds of fixed ratios (reference 100 img/s), each taking `seconds` on a fake clock."""
-
-    def __init__(self, ratios, seconds=1.0):
-        self.ratios, self.seconds, self.now, self.calls = ratios, seconds, 0.0, 0
-
-    def round(self):
-        ratio = self.ratios[self.calls % len(self.ratios)]
-        self.calls += 1
-        self.now += self.seconds
-        return 100.0, 100.0 * ratio
-
-    def clock(self):
-        return self.now
 
 
 CONVERGING = [1.04, 0.96] + [1.0] * 30  # relative half-width 0.0358 after 5 rounds, 0.0269 after 6

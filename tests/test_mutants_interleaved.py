@@ -5,22 +5,7 @@ the first round, inclusive."""
 import pytest
 
 from bench.interleaved import interleave, ratio_interval
-
-
-class FakeTimer:
-    """Rounds of fixed ratios (reference 100 img/s), each taking `seconds` on a fake clock."""
-
-    def __init__(self, ratios, seconds=1.0):
-        self.ratios, self.seconds, self.now, self.calls = ratios, seconds, 0.0, 0
-
-    def round(self):
-        ratio = self.ratios[self.calls % len(self.ratios)]
-        self.calls += 1
-        self.now += self.seconds
-        return 100.0, 100.0 * ratio
-
-    def clock(self):
-        return self.now
+from tests.conftest import FakeTimer
 
 
 def test_two_ratios_have_an_interval():

@@ -6,7 +6,6 @@ import contextlib
 import time
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,7 +13,6 @@ from torch import nn
 import bench.train
 from bench import record as R
 from bench.config import Recipe
-from bench.data import BatchLoader, ImageSplit
 from bench.train import (
     Diverged,
     TrainResult,
@@ -29,17 +27,10 @@ from bench.train import (
     train,
     training_metrics,
 )
+from tests.conftest import linear_model_and_loader
 
 CPU = torch.device("cpu")
 CUDA = SimpleNamespace(type="cuda")  # what the GPU paths read of a device
-
-
-def _model_and_loader():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
-    rng = np.random.default_rng(0)
-    split = ImageSplit(rng.integers(0, 256, size=(24, 3, 4, 4), dtype=np.uint8), np.arange(24) % 3)
-    return model, BatchLoader(split, 8, shuffle=True, drop_last=True, seed=0)
 
 
 def _weights(model):
@@ -49,7 +40,7 @@ def _weights(model):
 def _train_with_evaluations(monkeypatch, accuracies, **kwargs):
     """Train 3 epochs, evaluating each; `evaluate` returns `accuracies` in turn and records the
     weights it saw. Returns the result, the model and the weights of each evaluation."""
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
     seen, values = [], iter(accuracies)
 
     def evaluate(*args, **kw):
@@ -111,7 +102,7 @@ def test_training_metrics_name_the_phase():
 
 def test_a_diverged_loss_names_its_epoch_step_and_rate(monkeypatch):
     monkeypatch.setattr(bench.train, "_train_epoch", lambda *a: torch.tensor([1.0, float("nan")]))
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
     recipe = Recipe(epochs=3, warmup_epochs=0, lr=0.02, schedule="constant")
     with pytest.raises(
         Diverged, match=r"^retrain diverged: loss nan at epoch 1, step 2 \(learning rate 0.02\)"
@@ -127,7 +118,7 @@ def test_check_finite_reports_the_first_bad_step():
 
 
 def test_an_epoch_without_batches_has_one_zero_loss():
-    model, _ = _model_and_loader()
+    model, _ = linear_model_and_loader()
     optimizer, _ = make_optimizer(model, Recipe())
     losses = _train_epoch(
         model, model, [], optimizer, nn.CrossEntropyLoss(), contextlib.nullcontext
@@ -159,7 +150,7 @@ def test_compile_and_tf32_settings_reach_the_training(monkeypatch):
         yield
 
     monkeypatch.setattr(bench.train, "tf32", spy)
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
     recipe = Recipe(epochs=1, warmup_epochs=0, compile=True, tf32=False)
     train(model, loader, loader, recipe, CPU, 0, progress=False)
     assert compiled == [model] and tf32 == [(CPU, False)]
@@ -186,7 +177,7 @@ def test_the_clock_synchronises_a_gpu_only(monkeypatch):
 
 def test_a_zero_epoch_training_reports_the_model_as_it_is(monkeypatch):
     monkeypatch.setattr(bench.train, "evaluate", lambda *args, **kwargs: 0.42)
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
     result = train(
         model,
         loader,

@@ -5,16 +5,14 @@ import contextlib
 import math
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import bench.train
 from bench.config import Recipe
-from bench.data import BatchLoader, ImageSplit
 from bench.train import make_optimizer, retrain_recipe, train
-from tests.conftest import tiny_config
+from tests.conftest import linear_model_and_loader, tiny_config
 
 CPU = torch.device("cpu")
 
@@ -35,16 +33,8 @@ def test_warm_up_then_cosine_at_chosen_epochs(epoch):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(_paper_lr(epoch), rel=1e-9)
 
 
-def _model_and_loader():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
-    rng = np.random.default_rng(0)
-    split = ImageSplit(rng.integers(0, 256, size=(24, 3, 4, 4), dtype=np.uint8), np.arange(24) % 3)
-    return model, BatchLoader(split, 8, shuffle=True, drop_last=True, seed=0)
-
-
 def test_train_steps_the_schedule_by_epoch():
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
     recipe = Recipe(epochs=4, warmup_epochs=2, lr=1e-2, warmup_lr=1e-4, min_lr=1e-3, eval_every=4,
                     lr_step="before_epoch")  # fmt: skip
     history = train(model, loader, loader, recipe, CPU, 0, progress=False).history
@@ -71,7 +61,7 @@ def _authors_rates(epochs: int) -> list[float]:
 def test_the_default_lr_step_follows_the_authors_loop_one_epoch_behind(monkeypatch):
     monkeypatch.setattr(bench.train, "_train_epoch", lambda *args: torch.zeros(1))
     monkeypatch.setattr(bench.train, "evaluate", lambda *args, **kwargs: 0.5)
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
     recipe = Recipe()  # the paper preset's recipe: 100 epochs, lr_step after_epoch
     assert recipe.lr_step == "after_epoch"
     rates = [r["lr"] for r in train(model, loader, loader, recipe, CPU, 0, False).history]
@@ -89,7 +79,7 @@ def test_the_constant_retrain_recipe_keeps_one_learning_rate():
     assert replace(recipe, schedule="cosine", lr=config.train.lr, warmup_epochs=1, epochs=2) == (
         config.train
     )  # everything else is the transfer recipe
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
     history = train(model, loader, loader, recipe, CPU, 0, progress=False).history
     assert [r["lr"] for r in history] == [1e-5] * 3
     released = retrain_recipe(tiny_config(**{"retrain.epochs": 3}))
@@ -99,7 +89,7 @@ def test_the_constant_retrain_recipe_keeps_one_learning_rate():
 def test_the_headline_is_the_last_evaluation_and_the_best_is_kept_apart(monkeypatch):
     evaluations = iter([0.5, 0.9, 0.7])
     monkeypatch.setattr(bench.train, "evaluate", lambda *args, **kwargs: next(evaluations))
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
     recipe = Recipe(epochs=3, warmup_epochs=1, eval_every=1)
     result = train(model, loader, loader, recipe, CPU, 0, progress=False)
     assert (result.final_acc, result.best_acc) == (0.7, 0.9)
@@ -109,7 +99,7 @@ def test_the_headline_is_the_last_evaluation_and_the_best_is_kept_apart(monkeypa
 def test_eval_every_zero_evaluates_the_last_epoch_only_and_has_no_best(monkeypatch):
     calls = []
     monkeypatch.setattr(bench.train, "evaluate", lambda *args, **kwargs: calls.append(1) or 0.6)
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
     result = train(model, loader, loader, Recipe(epochs=3, warmup_epochs=1, eval_every=0), CPU,
                    0, progress=False)  # fmt: skip
     assert len(calls) == 1 and result.final_acc == 0.6 and result.best_acc is None
@@ -139,7 +129,7 @@ def test_a_steps_loss_stays_a_tensor_until_the_epoch_ends(monkeypatch):
 
     for name in ("item", "__float__", "__bool__", "tolist", "numpy"):
         monkeypatch.setattr(torch.Tensor, name, reading(name))
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
 
     def batches():
         for batch in loader:
@@ -156,7 +146,7 @@ def test_a_steps_loss_stays_a_tensor_until_the_epoch_ends(monkeypatch):
 def test_bfloat16_autocasts_the_training_forward_and_float32_does_not():
     seen = []
     for dtype in ("bfloat16", "float32"):
-        model, loader = _model_and_loader()
+        model, loader = linear_model_and_loader()
         handle = model[1].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
         train(model, loader, loader, Recipe(epochs=1, warmup_epochs=0, dtype=dtype), CPU, 0,
               progress=False)  # fmt: skip
@@ -171,11 +161,11 @@ def test_compile_trains_through_a_compiled_model():
 
     torch._dynamo.reset()
     counters.clear()
-    model, loader = _model_and_loader()
+    model, loader = linear_model_and_loader()
     recipe = Recipe(epochs=2, warmup_epochs=1, lr=1e-2, compile=True)
     result = train(model, loader, loader, recipe, CPU, 0, progress=False)
     assert counters["stats"]["unique_graphs"] >= 2  # training and evaluation graphs
-    eager, loader = _model_and_loader()
+    eager, loader = linear_model_and_loader()
     expected = train(eager, loader, loader, replace(recipe, compile=False), CPU, 0, False)
     assert result.final_acc == expected.final_acc
     assert [r["loss"] for r in result.history] == pytest.approx(
