@@ -43,3 +43,19 @@ def test_a_requested_budget_is_logged_on_its_axis():
     assert requested_budget(budget, 12, axis="backbone") == {R.PARAMS_TARGET_FRACTION: 0.25}
     assert requested_budget(budget, 12, axis="petl") == {R.PETL_TARGET_FRACTION: 0.25}
     assert requested_budget(Budget.parse("keep:9"), 12) == {R.PARAMS_TARGET_FRACTION: 0.25}
+
+
+def test_a_requested_keep_budget_on_blocks_of_unequal_size_is_their_parameter_share():
+    sizes = [1, 1, 3, 3]  # keep:2 removes the two large blocks: 6 of 8 parameters
+    requested = requested_budget(Budget("keep", 2), 4, sizes=sizes)
+    assert requested == {R.PARAMS_TARGET_FRACTION: pytest.approx(0.75)}
+    assert requested_budget(Budget("keep", 2), 4) == {R.PARAMS_TARGET_FRACTION: 0.5}
+
+
+def test_two_block_sizes_are_unequal_sizes(monkeypatch):
+    import bench.budget
+
+    monkeypatch.setattr(bench.budget, "_block_param_counts", lambda model: [10, 10, 20, 20])
+    assert bench.budget.block_sizes(None) == [10, 10, 20, 20]
+    monkeypatch.setattr(bench.budget, "_block_param_counts", lambda model: [10, 10, 10])
+    assert bench.budget.block_sizes(None) is None
