@@ -240,12 +240,16 @@ DIGITS = TaskSpec(
 )
 
 
-def _generated(name: str, what: str, like: str, aliases: tuple[str, ...]) -> TaskSpec:
+def _generated(
+    name: str, what: str, like: str, aliases: tuple[str, ...], version: str = "1"
+) -> TaskSpec:
     notes = (
         f"generated offline in numpy (bench.data.generated): {what}, in the spirit of {like}; "
         "not that dataset, and its numbers are no evidence about the VTAB tasks"
     )
-    return TaskSpec(name, "generated", 8, None, None, None, aliases=aliases, notes=notes)
+    return TaskSpec(
+        name, "generated", 8, None, None, None, version=version, aliases=aliases, notes=notes
+    )
 
 
 # Offline tasks drawn in numpy (bench.data.generated), shaped like VTAB's structured group.
@@ -267,6 +271,7 @@ GENERATED_TASKS: tuple[TaskSpec, ...] = (
         "the number of shapes, 1 to 8 (label = count - 1)",
         "clevr_count",
         ("gen_shape_count", "gen_counting"),
+        version="2",  # 2: shapes anywhere, sizes spread so the ink does not give the count
     ),
 )
 

@@ -129,6 +129,21 @@ def test_the_label_is_read_off_the_pixels(splits, name, split):
     np.testing.assert_array_equal(read, labels)
 
 
+def test_gen_count_is_not_read_off_the_amount_of_ink(splits):
+    """Shape sizes spread enough that a classifier on the ink alone (the shape pixels and their
+    square root) is far from reading the count: the task needs the shapes counted."""
+    from sklearn.linear_model import LogisticRegression
+
+    def ink(images: np.ndarray) -> np.ndarray:
+        pixels = np.array([(shape_weight(image) > 0).sum() for image in images], dtype=float)
+        return np.stack([pixels / 100, np.sqrt(pixels) / 10], axis=1)
+
+    train_labels, train_images = splits["gen_count", "train800val200"]
+    test_labels, test_images = splits["gen_count", "test"]
+    probe = LogisticRegression(max_iter=5000).fit(ink(train_images), train_labels)
+    assert (probe.predict(ink(test_images)) == test_labels).mean() < 0.55
+
+
 def test_the_hand_readings_on_known_drawings():
     """The readings themselves, on drawings whose answer is known."""
     from bench.data.shapes import Canvas, arrow, bounding_box, convex_polygon, disc

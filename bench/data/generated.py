@@ -44,7 +44,10 @@ SPLIT_PARTS = {
 }
 CENTRAL = (0.2, 0.8)  # the fraction of a label's bin its value is drawn from
 LOC_RANGE = (6.0, 26.0)  # the x (and y) range of gen_shape_loc's shape centre, in px
-COUNT_GRID = 4  # gen_count: one shape at most in each cell of a 4 x 4 grid
+COUNT_RADIUS = (1.5, 3.4)  # gen_count: a shape's circumradius range, in px
+COUNT_GAP = 3.0  # px between bounding circles; over 2 sqrt(2): no two shapes share a pixel corner
+COUNT_TRIES = 200  # placements tried before a layout is drawn again
+COUNT_MAX = 10  # shapes: more do not reliably fit apart
 
 Renderer = Callable[[np.random.Generator, int, int], np.ndarray]  # rng, label, classes -> image
 
@@ -98,18 +101,30 @@ def shape_ori(rng: np.random.Generator, label: int, classes: int) -> np.ndarray:
 
 
 def count(rng: np.random.Generator, label: int, classes: int) -> np.ndarray:
-    """label + 1 shapes (discs, squares, triangles of random size and colour), each inside its
-    own cell of a COUNT_GRID x COUNT_GRID grid with a pixel to spare: no two touch."""
-    if classes > COUNT_GRID**2:
-        raise ValueError(f"gen_count draws at most {COUNT_GRID**2} shapes, not {classes}")
-    cell = SIZE / COUNT_GRID
+    """label + 1 shapes (discs, squares, triangles of random colour) anywhere in the image, none
+    touching another. Radii range over COUNT_RADIUS (a 5x spread of area), so the amount of ink
+    does not give the count: one large shape has as much as several small ones."""
+    if classes > COUNT_MAX:
+        raise ValueError(f"gen_count draws at most {COUNT_MAX} shapes, not {classes}")
     canvas = Canvas(SIZE, _background(rng))
-    for index in rng.choice(COUNT_GRID**2, size=label + 1, replace=False):
-        row, col = divmod(int(index), COUNT_GRID)
-        r = rng.uniform(1.8, 2.8)
-        cx, cy = (np.array([col, row]) * cell + rng.uniform(1 + r, cell - 1 - r, size=2)).tolist()
+    for cx, cy, r in _apart(rng, label + 1):
         canvas.draw(*_random_shape(rng, cx, cy, r), _foreground(rng))
     return canvas.image()
+
+
+def _apart(rng: np.random.Generator, n: int) -> list[tuple[float, float, float]]:
+    """n (cx, cy, r) inside the image whose bounding circles keep COUNT_GAP px apart, drawn one
+    by one (a shape that does not fit is drawn again; after COUNT_TRIES, the whole layout)."""
+    lo, hi = COUNT_RADIUS
+    while True:
+        placed: list[tuple[float, float, float]] = []
+        for _ in range(COUNT_TRIES):
+            r = rng.uniform(lo, hi)
+            cx, cy = rng.uniform(r + 1, SIZE - 1 - r, size=2).tolist()
+            if all(math.hypot(cx - x, cy - y) > r + s + COUNT_GAP for x, y, s in placed):
+                placed.append((cx, cy, r))
+                if len(placed) == n:
+                    return placed
 
 
 RENDERERS: dict[str, Renderer] = {
