@@ -45,7 +45,7 @@ BENCH_ARGS = $(call opt,task,$(TASK)) $(COMMON_ARGS)
 SWEEP_ARGS = $(call opt,tasks,$(TASKS)) $(call opt,launcher,$(LAUNCHER)) \
 	$(call opt,workers,$(WORKERS)) $(if $(DRY_RUN),--dry-run) $(COMMON_ARGS)
 
-.PHONY: install bench sweep curve tables server config tasks prepare export test test-fast mutate ui lint format help
+.PHONY: install bench sweep curve tables server config tasks prepare export pretrain-demo test test-fast mutate ui lint format help
 
 help:
 	@echo "make bench   run the benchmark (offline default: digits, demo preset)"
@@ -57,6 +57,7 @@ help:
 	@echo "make tasks   the 19 VTAB-1k tasks and whether their data is found (DATA=...)"
 	@echo "make prepare TASK=<task|all> DATA=<dir> [EXPORT=<dir>]  prepare tfds data"
 	@echo "make export  RUN=<run id> OUT=<dir> [CHECKPOINT=...]  the deployed model of a finished run"
+	@echo "make pretrain-demo  pretrain the demo ViT on generated fractals (~25 min on 2 cores; ARGS=--epochs ...)"
 	@echo "make test    run the test suite"
 	@echo "make test-fast  the tests but the slow ones (end-to-end runs, servers, workers, compiling): ~1 min"
 	@echo "make mutate [MODULES=bench/budget.py ...]  mutation testing of the core (mutmut): scores, survivors"
@@ -105,6 +106,10 @@ prepare: $(STAMP)
 export: $(STAMP)
 	@test -n "$(RUN)" -a -n "$(OUT)" || { echo "usage: make export RUN=<run id> OUT=<dir> [CHECKPOINT=<backbone file>]"; exit 2; }
 	$(PY) -m bench export --run $(RUN) --out $(OUT) $(call opt,checkpoint,$(CHECKPOINT))
+
+# The weights of PRESET=demo-pretrained (bench/weights/demo_vit_fractal.safetensors and its .json).
+pretrain-demo: $(STAMP)
+	$(PY) -m bench.pretrain $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+"""`make pretrain-demo`: the demo ViT pretrained on generated fractals (`python -m bench.pretrain`)."""
