@@ -38,7 +38,11 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--methods", help="comma-separated pruners, e.g. none,sls")
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1")
     run.add_argument("--backbone", help="timm model name")
-    run.add_argument("--checkpoint", help="local backbone weights: .npz, .pth or .safetensors")
+    run.add_argument(
+        "--checkpoint",
+        help="local backbone weights: .npz, .pth or .safetensors; "
+        "or demo-fractal, the demo ViT pretrained here (make pretrain-demo)",
+    )
     run.add_argument("--pretrained", help="true: download the backbone's weights from the hub")
     run.add_argument("--device", help="auto | cpu | cuda")
     run.add_argument("--suite", help="MLflow experiment name")

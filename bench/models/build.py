@@ -10,6 +10,7 @@ from bench.data.loader import NORMALIZATIONS
 from bench.errors import UserError
 from bench.models.backbone import create_backbone, pretrained_input, weights_sha256
 from bench.models.petl import PetlSettings, attach_petl
+from bench.models.shipped import resolve_checkpoint
 
 FROM_WEIGHTS = "weights"  # data.normalization: the backbone weights' own mean and std
 
@@ -17,7 +18,7 @@ FROM_WEIGHTS = "weights"  # data.normalization: the backbone weights' own mean a
 def weights_id(model: ModelConfig) -> str:
     """What the backbone's weights are: a checkpoint's hash, a hub name, or random-init."""
     if model.checkpoint:
-        return f"sha256:{weights_sha256(model.checkpoint)}"
+        return f"sha256:{weights_sha256(resolve_checkpoint(model.checkpoint))}"
     return f"hub:{model.backbone}" if model.pretrained else "random-init"
 
 
@@ -50,7 +51,8 @@ def build_backbone(model: ModelConfig, num_classes: int, image_size: int,
                    drop_path: float | None = None) -> nn.Module:  # fmt: skip
     """The timm backbone with its weights; a clear error for an unknown name or unfitting file."""
     drop_path = model.drop_path if drop_path is None else drop_path
-    return create_backbone(model.backbone, num_classes, image_size, drop_path, model.checkpoint,
+    checkpoint = resolve_checkpoint(model.checkpoint)
+    return create_backbone(model.backbone, num_classes, image_size, drop_path, checkpoint,
                            model.pretrained, model.kwargs)  # fmt: skip
 
 
