@@ -32,7 +32,7 @@ class ShippedWeights:
 SHIPPED = {
     "demo-fractal": ShippedWeights(
         "demo_vit_fractal.safetensors",
-        "0000000000000000000000000000000000000000000000000000000000000000",
+        "d431bc42a990daaccc0e4f7af2b55bc82b35971cf0d4af03bf9694a0c4e7b002",
         "make pretrain-demo",
     ),
 }
