@@ -75,12 +75,6 @@ def test_a_tiny_pretraining_lowers_its_loss_and_saves_the_backbone_with_its_reco
     assert all(torch.equal(tensors[k], expected[k]) for k in tensors)
 
 
-committed = pytest.mark.skipif(
-    not DEMO.path.is_file(), reason=f"{DEMO.path.name} not committed yet: make pretrain-demo"
-)
-
-
-@committed
 def test_the_committed_weights_have_the_recorded_hash_and_record():
     assert weights_sha256(DEMO.path) == DEMO.sha256
     record = json.loads(DEMO.path.with_suffix(".json").read_text())
@@ -109,8 +103,6 @@ def shipped_file(weights_dir, monkeypatch):
 
 @pytest.mark.parametrize("source", ["committed", "shipped_file"])
 def test_the_pretrained_preset_loads_its_file(source, request):
-    if source == "committed" and not DEMO.path.is_file():
-        pytest.skip(f"{DEMO.path.name} not committed yet: make pretrain-demo")
     path = DEMO.path if source == "committed" else request.getfixturevalue(source)
     config = load_config("demo-pretrained")
     demo = load_config("demo")
