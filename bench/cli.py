@@ -264,9 +264,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from bench.data.prepare import format_task_table, task_table
+    from bench.data.prepare import format_task_table, offline_task_lines, task_table
 
     print(format_task_table(task_table(args.data)))
+    print("\n" + "\n".join(offline_task_lines()))
     return 0
 
 

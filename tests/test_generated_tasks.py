@@ -273,3 +273,18 @@ def test_demo_bench_on_gen_count_finishes():
         assert run.data.params[R.P_TASK] == "gen_count"
         assert run.data.params[R.P_SOURCE] == "generated"
         assert 0.0 <= run.data.metrics[R.ACC] <= 1.0
+
+
+def test_make_tasks_lists_the_offline_tasks_apart_from_vtab(capsys):
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tasks"])
+    assert exit_info.value.code == 0
+    vtab, offline = capsys.readouterr().out.split("Offline tasks, no data needed")
+    assert "19 tasks" in vtab and not any(name in vtab for name in ["digits", *NAMES])
+    rows = {line.split()[0]: line for line in offline.splitlines()[1:] if line.strip()}
+    assert list(rows) == ["digits", *NAMES]
+    for name in NAMES:
+        assert rows[name].split()[1:3] == ["8", "classes"]
+        assert "not that dataset" in rows[name]

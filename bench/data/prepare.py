@@ -178,6 +178,16 @@ def task_table(data_dir: str | None) -> list[dict]:
     return rows
 
 
+def offline_task_lines() -> list[str]:
+    """The tasks that need no data (the digits and the generated gen_*), apart from VTAB's."""
+    from bench.tasks import DIGITS, GENERATED_TASKS
+
+    lines = ["Offline tasks, no data needed (not VTAB: `make bench TASK=<name>`):"]
+    for task in (DIGITS, *GENERATED_TASKS):
+        lines.append(f"  {task.name:14}{task.num_classes:>3} classes  {task.notes}")
+    return lines
+
+
 def format_task_table(rows: list[dict]) -> str:
     """An aligned table for the terminal; what is missing, and how to prepare it, below it."""
     header = ("task", "group", "classes", "aliases", "folder", "tfds")
