@@ -1,10 +1,26 @@
 """PETL modules by value where mutation testing found no test: LoRA's scale multiplies its
-update, merged or not, and a merged qkv keeps (or lacks) the bias of the original."""
+update, merged or not, and a merged qkv keeps (or lacks) the bias of the original; Swin's blocks
+and Convpass_swin by value; the down-projections' init; each method's branch drop-path; masks
+passed through; merging a RepAdapter block copies it."""
 
+import math
+
+import pytest
 import torch
 from torch import nn
 
-from bench.models.petl import LoRAQKV, resolve_settings
+from bench.errors import UserError
+from bench.models.petl import (
+    BottleneckAdapter,
+    LoRAQKV,
+    ParallelBranchBlock,
+    SwinConvpassBranch,
+    SwinParallelBranchBlock,
+    _check_foldable,
+    attach_petl,
+    resolve_settings,
+)
+from tests.conftest import petl_model, tiny_swin, tiny_vit
 
 
 def _lora(bias: bool = True, scale: float = 2.0) -> LoRAQKV:
@@ -33,3 +49,96 @@ def test_a_merged_qkv_has_a_bias_only_where_the_original_had_one():
     assert merged.bias is None
     x = torch.randn(3, 8)
     torch.testing.assert_close(merged(x), _lora(bias=False)(x))
+
+
+# --- found by `make mutate` on bench/models/petl.py --------------------------------------------
+
+
+@pytest.mark.parametrize("petl", ["convpass", "adapter"])
+def test_a_swin_block_adds_its_branches_to_the_blocks_own_residuals(petl):
+    """`x1 = x + W-MSA(LN1 x) + a(in)`, `x2 = x1 + mlp(LN2 x1) + m(in)`: Convpass reads the
+    normed input on both residuals, AdaptFormer's adapter the stream itself on the MLP's only."""
+    wrapped = petl_model(petl, backbone=tiny_swin).layers[0].blocks[1]  # shifted windows
+    assert isinstance(wrapped, SwinParallelBranchBlock)
+    b, x = wrapped.block, torch.randn(2, 8, 8, 16)
+    normed = petl == "convpass"
+    h1 = b.norm1(x)
+    x1 = x + b._attn(h1) + (wrapped.attn_branch(h1) if normed else 0.0)
+    h2 = b.norm2(x1)
+    x2 = x1 + b.mlp(h2) + wrapped.mlp_branch(h2 if normed else x1)
+    assert (wrapped.attn_branch is None) == (petl == "adapter")
+    torch.testing.assert_close(wrapped(x), x2)
+
+
+def test_swin_convpass_gates_the_conv_input_and_scales_its_output():
+    """The authors' Convpass_swin: up(act(conv(h * sigmoid(gate(mean h))))) * scale."""
+    torch.manual_seed(0)
+    branch = SwinConvpassBranch(16, resolve_settings("convpass", "digits", dim=8, scale=2.0))
+    with torch.no_grad():
+        for p in branch.parameters():
+            p.normal_(0.0, 0.3)
+    branch.eval()
+    x = torch.randn(2, 4, 4, 16)
+    h = branch.act(branch.down(x)).permute(0, 3, 1, 2)
+    gate = branch.excite(branch.act(branch.squeeze(h.mean(dim=(2, 3), keepdim=True))))
+    conv = branch.conv(h * torch.sigmoid(gate)).permute(0, 2, 3, 1)
+    torch.testing.assert_close(branch(x), branch.up(branch.act(conv)) * 2.0)
+
+
+@pytest.mark.parametrize(("r", "squeezed"), [(8, 2), (4, 1), (2, 1)])
+def test_swin_convpass_gate_squeezes_to_a_quarter_at_least_one(r, squeezed):
+    branch = SwinConvpassBranch(16, resolve_settings("convpass", "digits", dim=r))
+    assert (branch.squeeze.in_channels, branch.squeeze.out_channels) == (r, squeezed)
+    assert (branch.excite.in_channels, branch.excite.out_channels) == (squeezed, r)
+
+
+def test_down_projections_start_as_a_linear_layers_default_uniform():
+    """AdaptFormer's and LoRA's down-projections: kaiming-uniform with a = sqrt(5), i.e.
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as nn.Linear and the reference implementations."""
+    torch.manual_seed(0)
+    settings = resolve_settings("adapter", "digits", dim=8)
+    lora = LoRAQKV(nn.Linear(64, 192), resolve_settings("lora", "digits", dim=8))
+    for weight in (BottleneckAdapter(64, settings).down.weight, lora.q_down.weight,
+                   lora.v_down.weight):  # fmt: skip
+        bound = 1 / math.sqrt(weight.shape[1])
+        assert 0.95 * bound < weight.abs().max() <= bound
+
+
+def test_each_method_drops_its_branch_as_its_paper_does():
+    """Convpass draws the branch's own drop-path mask; AdaptFormer's adapter is never dropped."""
+    for petl, expected in (("convpass", "separate"), ("adapter", "none")):
+        for family in (tiny_vit, tiny_swin):
+            blocks = [m for m in petl_model(petl, backbone=family).modules()
+                      if isinstance(m, ParallelBranchBlock)]  # fmt: skip
+            assert blocks and {b.branch_drop_path for b in blocks} == {expected}
+
+
+@pytest.mark.parametrize("petl", ["repadapter", "convpass", "adapter"])
+def test_a_wrapped_vit_block_passes_the_attention_mask_and_causality_on(petl):
+    """With its PETL modules at their zero start, a wrapped block is the timm Block, masks
+    included: attention sees the same attn_mask and is_causal."""
+    model = attach_petl(tiny_vit(), resolve_settings(petl, "digits")).eval()
+    wrapped, x = model.blocks[0], torch.randn(2, 17, 32)
+    mask = torch.zeros(17, 17).masked_fill(torch.rand(17, 17) < 0.3, float("-inf"))
+    mask.fill_diagonal_(0.0)
+    for kwargs in ({"attn_mask": mask}, {"is_causal": True}):
+        expected = wrapped.block(x, **kwargs)
+        assert not torch.allclose(expected, wrapped.block(x))
+        torch.testing.assert_close(wrapped(x, **kwargs), expected)
+
+
+def test_merging_a_repadapter_block_leaves_the_block_it_came_from_as_it_was():
+    block = petl_model("repadapter").blocks[0]
+    qkv, fc1, x = block.block.attn.qkv, block.block.mlp.fc1, torch.randn(2, 17, 32)
+    before = block(x)
+    merged = block.merged()
+    assert block.block.attn.qkv is qkv and block.block.mlp.fc1 is fc1
+    torch.testing.assert_close(block(x), before)
+    torch.testing.assert_close(merged(x), before)
+
+
+def test_repadapter_names_a_missing_layer_it_cannot_fold_into():
+    block = tiny_vit().blocks[0]
+    block.mlp = nn.Identity()
+    with pytest.raises(UserError, match=r"mlp\.fc1, .* this backbone has no such layer"):
+        _check_foldable(block, 32)

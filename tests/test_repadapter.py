@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
+import bench.plugins  # noqa: F401  (registers `magnitude`, used below)
 from bench.errors import UserError
 from bench.models.petl import (
     PetlModule,

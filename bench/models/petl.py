@@ -35,14 +35,14 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
-class ConvpassBranch(PetlModule):
-    """Linear(D->r) -> QuickGELU -> 3x3 conv over the patch grid (CLS as a 1x1 image) ->
-    QuickGELU -> Dropout -> Linear(r->D). Up-projection zero, so the branch starts at zero."""
+class ConvpassLayers(PetlModule):
+    """Convpass's layers, Linear(D->r), 3x3 conv (r->r), Linear(r->D), QuickGELU, Dropout and
+    the scale, initialised as Convpass: up-projection zero, so a branch starts at zero."""
 
-    def __init__(self, dim: int, settings: PetlSettings, grid: tuple[int, int], prefix_tokens: int):
+    def __init__(self, dim: int, settings: PetlSettings):
         super().__init__()
         r = settings.dim
-        self.grid, self.prefix_tokens, self.scale = grid, prefix_tokens, settings.scale
+        self.scale = settings.scale
         self.down, self.conv, self.up = (
             nn.Linear(dim, r),
             nn.Conv2d(r, r, 3, padding=1),
@@ -61,6 +61,15 @@ class ConvpassBranch(PetlModule):
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
+
+class ConvpassBranch(ConvpassLayers):
+    """Linear(D->r) -> QuickGELU -> 3x3 conv over the patch grid (CLS as a 1x1 image) ->
+    QuickGELU -> Dropout -> Linear(r->D)."""
+
+    def __init__(self, dim: int, settings: PetlSettings, grid: tuple[int, int], prefix_tokens: int):
+        super().__init__(dim, settings)
+        self.grid, self.prefix_tokens = grid, prefix_tokens
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, _ = x.shape
         h = self.act(self.down(x))
@@ -72,7 +81,7 @@ class ConvpassBranch(PetlModule):
         return self.up(h) * self.scale
 
 
-class SwinConvpassBranch(ConvpassBranch):
+class SwinConvpassBranch(ConvpassLayers):
     """The SLS authors' `Convpass_swin`: Convpass on a Swin block's (B, H, W, C) token grid,
     with a squeeze-excitation gate between the down-projection and the 3x3 conv:
     Linear(C->r) -> QuickGELU -> times sigmoid(1x1 conv(r/4->r)(QuickGELU(1x1 conv(r->r/4)(grid
@@ -81,7 +90,7 @@ class SwinConvpassBranch(ConvpassBranch):
     8 -> 2 -> 8 at r = 8, r/4 here."""
 
     def __init__(self, dim: int, settings: PetlSettings):
-        super().__init__(dim, settings, grid=(0, 0), prefix_tokens=0)
+        super().__init__(dim, settings)
         r = settings.dim
         self.squeeze, self.excite = nn.Conv2d(r, max(1, r // 4), 1), nn.Conv2d(max(1, r // 4), r, 1)
 
@@ -402,9 +411,10 @@ def _check_foldable(block: nn.Module, dim: int) -> None:
         except AttributeError:
             layer = None
         if not isinstance(layer, nn.Linear) or layer.in_features != dim:
+            found = "has no such layer" if layer is None else f"has a {type(layer).__name__}"
             raise UserError(
                 f"repadapter folds into each block's {path}, which must be an nn.Linear of input "
-                f"width {dim}; this backbone's is {type(layer).__name__}: use convpass or adapter"
+                f"width {dim}; this backbone {found}: use convpass or adapter"
             )
 
 
