@@ -4,6 +4,7 @@ paths (with a stand-in CUDA device)."""
 
 import contextlib
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -154,6 +155,8 @@ def test_compile_and_tf32_settings_reach_the_training(monkeypatch):
     recipe = Recipe(epochs=1, warmup_epochs=0, compile=True, tf32=False)
     train(model, loader, loader, recipe, CPU, 0, progress=False)
     assert compiled == [model] and tf32 == [(CPU, False)]
+    train(model, loader, loader, replace(recipe, compile=False), CPU, 0, progress=False)
+    assert compiled == [model]  # not compiled again: compile=False trains the model itself
 
 
 def test_peak_gpu_memory_is_read_in_gigabytes_on_a_gpu_only(monkeypatch):
