@@ -14,12 +14,14 @@ from torch import nn
 import bench.train
 from bench import record as R
 from bench.config import Recipe
+from bench.errors import UserError
 from bench.train import (
     Diverged,
     TrainResult,
     _check_finite,
     _Clock,
     _train_epoch,
+    check_recipe,
     headline,
     make_optimizer,
     peak_gpu_memory_gb,
@@ -197,3 +199,17 @@ def test_the_peak_gpu_memory_is_part_of_the_result(monkeypatch):
     monkeypatch.setattr(bench.train, "peak_gpu_memory_gb", lambda device: 1.5)
     result, _, _ = _train_with_evaluations(monkeypatch, [0.5])
     assert result.peak_gpu_memory_gb == 1.5
+
+
+@pytest.mark.parametrize(
+    ("eval_every", "eval_batch_size", "accepted"),
+    [(0, 1, True), (10, 1, True), (-1, 64, False), (10, 0, False), (-1, 0, False)],
+)
+def test_the_recipe_check_bounds_each_evaluation_setting_alone(eval_every, eval_batch_size,
+                                                               accepted):  # fmt: skip
+    recipe = Recipe(eval_every=eval_every, eval_batch_size=eval_batch_size)
+    if accepted:
+        check_recipe(recipe)
+    else:
+        with pytest.raises(UserError, match="eval_every must be >= 0 and train.eval_batch_size"):
+            check_recipe(recipe)
