@@ -107,7 +107,7 @@ export: $(STAMP)
 	@test -n "$(RUN)" -a -n "$(OUT)" || { echo "usage: make export RUN=<run id> OUT=<dir> [CHECKPOINT=<backbone file>]"; exit 2; }
 	$(PY) -m bench export --run $(RUN) --out $(OUT) $(call opt,checkpoint,$(CHECKPOINT))
 
-# The weights of PRESET=demo-pretrained (bench/weights/demo_vit_fractal.safetensors and its .json).
+# The weights of the demo preset (bench/weights/demo_vit_fractal.safetensors and its .json).
 pretrain-demo: $(STAMP)
 	$(PY) -m bench.pretrain $(ARGS)
 

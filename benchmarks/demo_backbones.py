@@ -1,12 +1,12 @@
 """Random-init against fractal-pretrained demo backbone on the offline tasks (issue 26's table).
 
     python benchmarks/demo_backbones.py run [--seeds 0,1,2] [--curve-seeds 0] [--keep 2,4,...,12]
-                                            [--presets demo,demo-pretrained]
+                                            [--presets demo-random,demo]
     python benchmarks/demo_backbones.py table [--seeds 0,1,2]
 
 `run` is the product's own commands, one after another, each resumable (a finished cell is
-skipped): per preset (PRESET=demo, PRESET=demo-pretrained; one process per preset can run them
-side by side), `make sweep` (none, retrained, sls) over the offline tasks (digits and the
+skipped): per preset (PRESET=demo-random, PRESET=demo; one process per preset can run them side
+by side), `make sweep` (none, retrained, sls) over the offline tasks (digits and the
 generated gen_*), then `make curve` (drop_last at each k in --keep) on --curve-seeds. Throughput is timed briefly (accuracy is what is compared).
 `table` prints the README's table from the store: per task and backbone, each method's test
 accuracy (mean over seeds and its bootstrap interval, `bench.tables.intervals`), SLS's k per seed,
@@ -22,7 +22,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-PRESETS = {"demo": "random init", "demo-pretrained": "fractal-pretrained"}
+PRESETS = {"demo-random": "random init", "demo": "fractal-pretrained"}
 TASKS = "digits,gen_shape_loc,gen_shape_ori,gen_count"
 METHODS = ["none", "retrained", "sls"]
 QUICK_TIMER = ["measure.batch_sizes=64", "measure.warmup_iters=5", "measure.timed_iters=10",
@@ -113,11 +113,11 @@ def decision(table: list[dict]) -> str:
     digits gains at least MIN_GAIN points with intervals apart, and the depth SLS picks or the
     curve's best depth differs between tasks (median over seeds)."""
     digits = {row["backbone"]: row["none"] for row in table if row["task"] == "digits"}
-    random, pretrained = digits[PRESETS["demo"]], digits[PRESETS["demo-pretrained"]]
+    random, pretrained = digits[PRESETS["demo-random"]], digits[PRESETS["demo"]]
     gain = pretrained.mean() - random.mean()
     above, below = interval(pretrained), interval(random)
     apart = bool(above and below and above[0] > below[1])
-    mine = [row for row in table if row["backbone"] == PRESETS["demo-pretrained"]]
+    mine = [row for row in table if row["backbone"] == PRESETS["demo"]]
     sls_k = {row["task"]: median(row["sls k"]) for row in mine}
     best_k = {row["task"]: median(row["best k"]) for row in mine}
     differ = any(len({k for k in ks.values() if k is not None}) > 1 for ks in (sls_k, best_k))

@@ -114,7 +114,8 @@ def calibration_loader(n: int = 96):
 
 
 def tiny_config(**overrides):
-    """The demo preset shrunk to seconds: 4-block width-32 ViT, 2 epochs, few timing iterations."""
+    """The random-init demo preset shrunk to seconds: 4-block width-32 ViT, 2 epochs, few timing
+    iterations."""
     from bench.config import load_config
 
     values = {
@@ -130,7 +131,7 @@ def tiny_config(**overrides):
         "suite": "tests",
         **overrides,
     }
-    return load_config("demo", values)
+    return load_config("demo-random", values)
 
 
 @pytest.fixture
@@ -182,7 +183,7 @@ def tiny_cli_options():
     """`python -m bench` options for the tiny config (the CLI's spelling of `tiny_config`)."""
     kwargs = ",".join(f'"{k}":{v}' for k, v in TINY_VIT.items())
     return [
-        "--preset", "demo", "--epochs", "2", "--no-progress",
+        "--preset", "demo-random", "--epochs", "2", "--no-progress",
         "--set", f"model.kwargs={{{kwargs}}}", "--set", "train.warmup_epochs=1",
         "--set", "train.eval_every=1", "--set", "measure.warmup_iters=1",
         "--set", "measure.timed_iters=2", "--set", "measure.rounds=1",

@@ -106,7 +106,7 @@ def mlflow_server(postgres_uri, tmp_path_factory):
         server.wait(timeout=30)
 
 
-SWEEP = ["sweep", "--preset", "demo", "--tasks", "digits", "--methods", "none,retrained,random_blocks",
+SWEEP = ["sweep", "--preset", "demo-random", "--tasks", "digits", "--methods", "none,retrained,random_blocks",
          "--seeds", "0,1", "--budget", "keep:2", "--suite", SUITE, "--no-progress",
          f"--set=model.kwargs={json.dumps(TINY_VIT)}", "--set=train.epochs=1",
          "--set=train.warmup_epochs=0", "--set=measure.warmup_iters=1",

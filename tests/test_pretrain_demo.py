@@ -102,12 +102,12 @@ def shipped_file(weights_dir, monkeypatch):
 
 
 @pytest.mark.parametrize("source", ["committed", "shipped_file"])
-def test_the_pretrained_preset_loads_its_file(source, request):
+def test_the_demo_preset_loads_the_pretrained_file_and_demo_random_none(source, request):
     path = DEMO.path if source == "committed" else request.getfixturevalue(source)
-    config = load_config("demo-pretrained")
-    demo = load_config("demo")
-    assert config.model.checkpoint == "demo-fractal"
-    assert demo.model.checkpoint is None  # random init stays the default
+    config = load_config("demo")  # the offline default: pretrained since the measurement
+    demo = load_config("demo-random")
+    assert config.model.checkpoint == "demo-fractal" and config.suite == "demo"
+    assert demo.model.checkpoint is None and demo.suite == "demo-random"
     assert weights_id(config.model) == f"sha256:{weights_sha256(path)}"
     assert weights_id(demo.model) == "random-init"
     torch.manual_seed(0)
@@ -143,12 +143,12 @@ def test_a_corrupted_file_is_refused(shipped_file):
     data[-1] ^= 0xFF
     shipped_file.write_bytes(bytes(data))
     with pytest.raises(UserError, match="Restore the committed file"):
-        build_backbone(load_config("demo-pretrained").model, 10, 16)
+        build_backbone(load_config("demo").model, 10, 16)
 
 
 def test_a_missing_file_says_how_to_make_it(weights_dir):
     with pytest.raises(UserError, match="does not exist; make it with `make pretrain-demo`"):
-        weights_id(load_config("demo-pretrained").model)
+        weights_id(load_config("demo").model)
 
 
 def _tiny_result():

@@ -61,7 +61,7 @@ def test_a_diverging_transfer_fails_every_run_with_epoch_step_and_rate():
 @pytest.mark.slow
 def test_the_bench_command_reports_divergence_in_one_line_and_exits_non_zero(tmp_path):
     overrides = [f"--set={k}={v}" for k, v in DIVERGING.items()]
-    result = _cli("bench", "--preset", "demo", "--epochs", "2", "--methods", "none",
+    result = _cli("bench", "--preset", "demo-random", "--epochs", "2", "--methods", "none",
                   "--suite", "tests-diverge-cli", "--no-progress",
                   "--set=model.kwargs={\"patch_size\": 4, \"embed_dim\": 32, \"depth\": 2, "
                   "\"num_heads\": 2}", *overrides)  # fmt: skip
@@ -72,7 +72,7 @@ def test_the_bench_command_reports_divergence_in_one_line_and_exits_non_zero(tmp
 
 @pytest.mark.slow
 def test_weights_that_cannot_be_downloaded_are_one_line_naming_checkpoint():
-    result = _cli("bench", "--preset", "demo", "--backbone", "vit_tiny_patch16_224.augreg_in21k",
+    result = _cli("bench", "--preset", "demo-random", "--backbone", "vit_tiny_patch16_224.augreg_in21k",
                   "--pretrained", "true", env={"HF_HUB_OFFLINE": "1"}, timeout=120)  # fmt: skip
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
