@@ -71,7 +71,10 @@ def cell(values: np.ndarray) -> str:
 
 
 def best_curve_k(points: pd.DataFrame) -> list[int]:
-    """Per seed, the most accurate depth of the curve (ties to the smaller k)."""
+    """Per seed with a whole curve (as many depths as the fullest seed's), the most accurate
+    depth (ties to the smaller k): a curve cut short names no best k."""
+    depths = points.groupby("seed")["k"].nunique()
+    points = points[points["seed"].isin(depths[depths == depths.max()].index)]
     best = points.sort_values(["seed", "acc", "k"], ascending=[True, False, True])
     return best.groupby("seed")["k"].first().astype(int).tolist()
 
