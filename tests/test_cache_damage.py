@@ -17,6 +17,9 @@ from bench.run import run_benchmark
 from bench.tracking import client
 from tests.conftest import tiny_config
 
+# whole benchmark runs (2 to 5 s each): in `make test`, not in `make test-fast` or `make mutate`
+pytestmark = pytest.mark.slow
+
 METHODS = ["none", "retrained"]  # `retrained` trains and evaluates on the (rebuilt) entry
 SUITE = "tests-cache-damage"
 
