@@ -34,6 +34,9 @@ def test_three_generated_tasks_apart_from_vtab():
         assert task.group == "generated" and task.name not in vtab
         assert task.num_classes == 8 and task.tfds_name is None
         assert "generated" in task.notes and "no evidence about the VTAB tasks" in task.notes
+        assert task.val200 is task.test is None and task.label_rule == "label"
+    # a version is part of the cache key: gen_count's 2 (shapes anywhere) must not read v1 entries
+    assert [task.version for task in GENERATED_TASKS] == ["1", "1", "2"]
 
 
 @pytest.mark.parametrize("name", NAMES)

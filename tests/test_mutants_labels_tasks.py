@@ -35,6 +35,8 @@ def test_attribute_words_are_what_follows_the_family_name():
         ("cle_closest", "clevr_dist"),  # a family name 3/4 alike is that family
         ("dsprites_or", "dsprites_ori"),  # a prefix of an attribute word
         ("dsprites_xposition", "dsprites_loc"),  # the 3 closest words, not a 4th of another task
+        ("gen_shp_cnt", "gen_count"),  # a two-word family's head is joined by "_"
+        ("dsprites_x_p", "dsprites_loc"),  # so is a two-word attribute (a prefix of x_position)
     ],
 )
 def test_did_you_mean_reads_the_family_and_the_attribute(typo, expected):
