@@ -158,3 +158,6 @@ def test_binary_images_become_0_or_255():
 def test_other_images_pass_through():
     image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
     np.testing.assert_array_equal(as_is(image), image)
+    # the cache stores uint8 whatever integer type a decoder gave
+    wide = as_is(image.astype(np.int64))
+    assert wide.dtype == np.uint8 and wide.tolist() == image.tolist()

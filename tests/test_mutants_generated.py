@@ -1,0 +1,74 @@
+"""The generated tasks' renderers by value, where mutation testing found no test: each split's
+labels read off freshly drawn pixels (tests/test_generated_tasks.py draws its splits once per
+module, so only its first test counts as covering a renderer), and each renderer's sizes and
+positions spanning the ranges its docstring and constants state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.data import generated
+from bench.data.generated import COUNT_MAX, LOC_RANGE, SIZE, count, generate, shape_loc, shape_ori
+from bench.tasks import GENERATED_TASKS, get_task
+from tests.test_generated_tasks import READ_LABEL, blobs
+
+DRAWS = 2000
+
+
+@pytest.mark.parametrize("name", [task.name for task in GENERATED_TASKS])
+def test_each_renderer_draws_its_label(name):
+    labels, images = generate(get_task(name), "val200")
+    classes = get_task(name).num_classes
+    assert [READ_LABEL[name](image, classes) for image in images] == labels.tolist()
+
+
+def test_gen_count_draws_up_to_count_max_shapes():
+    rng = np.random.default_rng(0)
+    assert blobs(count(rng, COUNT_MAX - 1, COUNT_MAX)) == COUNT_MAX
+    with pytest.raises(ValueError, match=f"at most {COUNT_MAX}"):
+        count(rng, 0, COUNT_MAX + 1)
+
+
+def spied(monkeypatch, name: str) -> list[tuple]:
+    """The arguments of every call the renderers make to generated.<name>."""
+    calls, real = [], getattr(generated, name)
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(generated, name, spy)
+    return calls
+
+
+def spans(values, lo: float, hi: float, slack: float) -> bool:
+    """Inside [lo, hi] and within `slack` of both ends."""
+    values = np.asarray(values)
+    return lo <= values.min() < lo + slack and hi - slack < values.max() <= hi
+
+
+def test_gen_shape_locs_shape_has_a_radius_of_3_to_5_px_and_any_y(monkeypatch):
+    calls = spied(monkeypatch, "_random_shape")
+    rng = np.random.default_rng(0)
+    for label in range(8):
+        for _ in range(DRAWS // 8):
+            shape_loc(rng, label, 8)
+    _, cx, cy, r = np.array([(0, *call[1:]) for call in calls]).T
+    assert spans(r, 3.0, 5.0, 0.05)
+    assert spans(cy, *LOC_RANGE, 0.1) and spans(cx, *LOC_RANGE, 1.0)
+
+
+def test_gen_shape_oris_arrow_is_12_to_18_px_long_and_reaches_the_border(monkeypatch):
+    calls = spied(monkeypatch, "arrow")
+    rng = np.random.default_rng(0)
+    for label in range(8):
+        for _ in range(DRAWS // 8):
+            shape_ori(rng, label, 8)
+    cx, cy, length, width, _ = np.array(calls).T
+    assert spans(length, 12.0, 18.0, 0.05)
+    assert spans(width / length, 0.5, 0.7, 0.01)
+    # the tip lies 2/3 of the length from the centre: the centre keeps it 1 px inside the image
+    reach = 2 * length / 3 + 1
+    slack = np.minimum.reduce([cx - reach, SIZE - reach - cx, cy - reach, SIZE - reach - cy])
+    assert 0 <= slack.min() < 0.05
