@@ -9,7 +9,18 @@ import numpy as np
 import pytest
 
 from bench.data import generated
-from bench.data.generated import COUNT_MAX, LOC_RANGE, SIZE, count, generate, shape_loc, shape_ori
+from bench.data.generated import (
+    COUNT_GAP,
+    COUNT_MAX,
+    COUNT_RADIUS,
+    LOC_RANGE,
+    SIZE,
+    _apart,
+    count,
+    generate,
+    shape_loc,
+    shape_ori,
+)
 from bench.tasks import GENERATED_TASKS, get_task
 from tests.test_generated_tasks import READ_LABEL, blobs
 
@@ -70,5 +81,17 @@ def test_gen_shape_oris_arrow_is_12_to_18_px_long_and_reaches_the_border(monkeyp
     assert spans(width / length, 0.5, 0.7, 0.01)
     # the tip lies 2/3 of the length from the centre: the centre keeps it 1 px inside the image
     reach = 2 * length / 3 + 1
-    slack = np.minimum.reduce([cx - reach, SIZE - reach - cx, cy - reach, SIZE - reach - cy])
-    assert 0 <= slack.min() < 0.05
+    for slack in (cx - reach, SIZE - reach - cx, cy - reach, SIZE - reach - cy):  # each side
+        assert 0 <= slack.min() < 0.05
+
+
+def test_gen_counts_shapes_lie_1_px_inside_the_image_and_count_gap_apart():
+    rng = np.random.default_rng(0)
+    layouts = [np.array(_apart(rng, n)) for n in range(1, COUNT_MAX + 1) for _ in range(40)]
+    cx, cy, r = np.concatenate(layouts).T
+    assert spans(r, *COUNT_RADIUS, 0.05)
+    for inside in (cx - r - 1, SIZE - 1 - r - cx, cy - r - 1, SIZE - 1 - r - cy):  # each side
+        assert 0 <= inside.min() < 0.05
+    gaps = [np.hypot(a[0] - b[0], a[1] - b[1]) - a[2] - b[2]
+            for layout in layouts for i, a in enumerate(layout) for b in layout[i + 1 :]]  # fmt: skip
+    assert COUNT_GAP < min(gaps) < COUNT_GAP + 0.1
