@@ -15,12 +15,15 @@ from bench.data.generated import (
     COUNT_RADIUS,
     LOC_RANGE,
     SIZE,
+    GeneratedSource,
     _apart,
+    _random_shape,
     count,
     generate,
     shape_loc,
     shape_ori,
 )
+from bench.data.sources import SourceStatus
 from bench.tasks import GENERATED_TASKS, get_task
 from tests.test_generated_tasks import READ_LABEL, blobs
 
@@ -95,3 +98,23 @@ def test_gen_counts_shapes_lie_1_px_inside_the_image_and_count_gap_apart():
     gaps = [np.hypot(a[0] - b[0], a[1] - b[1]) - a[2] - b[2]
             for layout in layouts for i, a in enumerate(layout) for b in layout[i + 1 :]]  # fmt: skip
     assert COUNT_GAP < min(gaps) < COUNT_GAP + 0.1
+
+
+def test_a_random_shape_is_a_disc_triangle_or_square_at_any_angle_in_its_box(monkeypatch):
+    polygons, discs = spied(monkeypatch, "regular_polygon"), spied(monkeypatch, "disc")
+    rng = np.random.default_rng(0)
+    for _ in range(DRAWS):
+        _, box = _random_shape(rng, 16.0, 15.0, 4.0)
+        assert box == (12.0, 11.0, 20.0, 19.0)
+    sides = [call[3] for call in polygons]
+    shares = np.array([len(discs), sides.count(3), sides.count(4)]) / DRAWS
+    assert len(sides) + len(discs) == DRAWS and np.allclose(shares, 1 / 3, atol=0.04)
+    assert spans([call[4] for call in polygons], 0.0, 2 * np.pi, 0.02)
+
+
+def test_the_generated_source_says_where_its_data_comes_from():
+    source = GeneratedSource()
+    where = "generated in numpy (bench.data.generated)"
+    assert source.status(get_task("gen_count"), None) == SourceStatus(True, where, "")
+    only = "only gen_shape_loc, gen_shape_ori, gen_count"
+    assert source.status(get_task("cifar100"), None) == SourceStatus(False, where, only)
