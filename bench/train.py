@@ -69,7 +69,7 @@ def check_recipe(recipe: Recipe) -> None:
         raise UserError("train.eval_every must be >= 0 and train.eval_batch_size >= 1")
 
 
-def autocast(device: torch.device, dtype: str = "float32"):
+def autocast(device: torch.device, dtype: str):
     """bfloat16 autocast where the recipe asks for it (on any device); else full precision."""
     if dtype == "bfloat16":
         return torch.autocast(device.type, dtype=torch.bfloat16)

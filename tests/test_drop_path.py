@@ -50,6 +50,6 @@ def test_the_adaptformer_adapter_is_never_dropped():
 def test_in_eval_mode_nothing_is_dropped():
     block = Block(dim=4, num_heads=1, drop_path=0.5)
     block.attn = Constant(MAIN)
-    wrapped = ParallelBranchBlock(block, Constant(BRANCH), None).eval()
+    wrapped = ParallelBranchBlock(block, Constant(BRANCH), None, normed_input=True).eval()
     out = wrapped.attn_residual(torch.zeros(8, 3, 4))
     assert torch.equal(out, torch.full_like(out, MAIN + BRANCH))

@@ -12,6 +12,7 @@ from torch import nn
 from bench.errors import UserError
 from bench.models.petl import (
     BottleneckAdapter,
+    ConvpassBranch,
     LoRAQKV,
     ParallelBranchBlock,
     SwinConvpassBranch,
@@ -142,3 +143,65 @@ def test_repadapter_names_a_missing_layer_it_cannot_fold_into():
     block.mlp = nn.Identity()
     with pytest.raises(UserError, match=r"mlp\.fc1, .* this backbone has no such layer"):
         _check_foldable(block, 32)
+
+
+def test_vit_convpass_convolves_the_patch_grid_and_the_cls_alone_and_scales_its_output():
+    """up(drop(act(conv(act(down x))))) * scale, the patches as a (gh, gw) image and each
+    prefix token as a 1x1 image."""
+    torch.manual_seed(0)
+    settings = resolve_settings("convpass", "digits", dim=4, scale=2.0, dropout=0.0)
+    branch = ConvpassBranch(8, settings, grid=(2, 3), prefix_tokens=1)
+    with torch.no_grad():
+        for p in branch.parameters():
+            p.normal_(0.0, 0.3)
+    x = torch.randn(2, 7, 8)
+    h = branch.act(branch.down(x))
+    grid = branch.conv(h[:, 1:].reshape(2, 2, 3, 4).permute(0, 3, 1, 2))
+    patches = grid.permute(0, 2, 3, 1).reshape(2, 6, 4)
+    cls = nn.functional.conv2d(h[:, :1].reshape(2, 4, 1, 1), branch.conv.weight[:, :, 1:2, 1:2],
+                               branch.conv.bias).reshape(2, 1, 4)  # fmt: skip
+    expected = branch.up(branch.act(torch.cat([cls, patches], dim=1))) * 2.0
+    torch.testing.assert_close(branch(x), expected)
+
+
+def test_convpass_conv_starts_xavier_uniform_or_as_the_identity_at_its_centre_tap():
+    torch.manual_seed(0)
+    xavier = ConvpassBranch(8, resolve_settings("convpass", "digits", dim=4, xavier_init=True),
+                            grid=(2, 2), prefix_tokens=1).conv.weight  # fmt: skip
+    bound = math.sqrt(6 / (4 * 9 + 4 * 9))
+    assert 0.9 * bound < xavier.abs().max() <= bound
+    identity = ConvpassBranch(8, resolve_settings("convpass", "digits", dim=4, xavier_init=False),
+                              grid=(2, 2), prefix_tokens=1).conv.weight  # fmt: skip
+    expected = torch.zeros(4, 4, 3, 3)
+    expected[:, :, 1, 1] = torch.eye(4)
+    assert torch.equal(identity, expected)
+
+
+def test_settings_given_override_the_tasks_table_and_unlisted_tasks_take_the_defaults():
+    listed = resolve_settings("convpass", "dtd")  # the table: scale 0.01, xavier
+    assert (listed.scale, listed.xavier_init, listed.dropout) == (0.01, True, 0.1)
+    given = resolve_settings("convpass", "dtd", scale=3.0, xavier_init=False, dropout=0.3)
+    assert (given.scale, given.xavier_init, given.dropout) == (3.0, False, 0.3)
+    unlisted = resolve_settings("convpass", "digits")
+    assert unlisted.scale == 1.0 and unlisted.xavier_init is False
+    assert resolve_settings("convpass", "digits", xavier_init=True).xavier_init is True
+
+
+def test_repadapter_names_the_layer_it_found_instead_of_a_linear():
+    block = tiny_vit().blocks[0]
+    block.attn.qkv = nn.Identity()
+    with pytest.raises(UserError, match=r"attn\.qkv, .* this backbone has a Identity: use"):
+        _check_foldable(block, 32)
+
+
+@pytest.mark.parametrize("normed_input", [True, False])
+def test_a_vit_attention_branch_reads_the_normed_input_or_the_stream(normed_input):
+    """`attn_residual(x)` on its own (as block_benefit calls it): not causal, and the branch
+    reads LN1 x (Convpass) or x itself."""
+    block = tiny_vit().blocks[0].eval()
+    branch = nn.Linear(32, 32)
+    wrapped = ParallelBranchBlock(block, branch, None, normed_input=normed_input).eval()
+    x = torch.randn(2, 17, 32)
+    h = block.norm1(x)
+    expected = x + block.attn(h) + branch(h if normed_input else x)
+    torch.testing.assert_close(wrapped.attn_residual(x), expected)

@@ -4,6 +4,7 @@ paths (with a stand-in CUDA device)."""
 
 import contextlib
 import time
+import warnings
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ from bench.train import (
     _check_finite,
     _Clock,
     _train_epoch,
+    autocast,
     check_recipe,
     headline,
     make_optimizer,
@@ -213,3 +215,13 @@ def test_the_recipe_check_bounds_each_evaluation_setting_alone(eval_every, eval_
     else:
         with pytest.raises(UserError, match="eval_every must be >= 0 and train.eval_batch_size"):
             check_recipe(recipe)
+
+
+def test_bfloat16_autocast_asks_for_bfloat16_on_every_device():
+    """torch.autocast's own default would be float16 on CUDA; the recipe says bfloat16."""
+    for device in ("cpu", "cuda"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no CUDA here: autocast warns and disables itself
+            context = autocast(torch.device(device), "bfloat16")
+        assert context.fast_dtype == torch.bfloat16
+    assert isinstance(autocast(torch.device("cpu"), "float32"), contextlib.nullcontext)

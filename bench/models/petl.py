@@ -56,7 +56,7 @@ class ConvpassLayers(PetlModule):
         else:  # identity at the centre tap
             nn.init.zeros_(self.conv.weight)
             with torch.no_grad():
-                self.conv.weight[:, :, 1, 1] += torch.eye(r)
+                self.conv.weight[:, :, 1, 1] = torch.eye(r)
         nn.init.zeros_(self.conv.bias)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
@@ -250,7 +250,7 @@ class ParallelBranchBlock(AdapterBlock):
     adapter_roles = ("attn_branch", "mlp_branch")
     BRANCH_DROP_PATHS = ("separate", "none")
 
-    def __init__(self, block: nn.Module, attn_branch=None, mlp_branch=None, normed_input=True,
+    def __init__(self, block: nn.Module, attn_branch, mlp_branch, *, normed_input: bool,
                  branch_drop_path: str = "separate"):  # fmt: skip
         super().__init__()
         if branch_drop_path not in self.BRANCH_DROP_PATHS:
