@@ -2,6 +2,7 @@
 timer stood in for), the device and thread tags, and the CPU's name."""
 
 import copy
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -220,3 +221,13 @@ def test_the_measure_dtype_sets_autocast_even_inside_another():
         assert layer(x).dtype == torch.float32
     with pytest.raises(ValueError, match="float16"):
         bench.measure._dtype_context(CPU, "float16")
+
+
+def test_bfloat16_measurement_asks_autocast_for_bfloat16_on_every_device():
+    """torch.autocast's own default would be float16 on CUDA."""
+    for device in ("cpu", "cuda"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no CUDA here: autocast warns and disables itself
+            assert bench.measure._dtype_context(torch.device(device), "bfloat16").fast_dtype == (
+                torch.bfloat16
+            )

@@ -69,7 +69,9 @@ def test_collapse_is_measured_in_mads_scaled_to_a_normal_std():
 def test_a_seed_exactly_three_scales_from_the_median_has_not_collapsed():
     """MAD 0, so the scale is min_scale 1.0: 53 is exactly 3 from the median 50, 53.5 beyond."""
     assert collapsed_seeds(_cell([50.0, 50.0, 53.0]), "acc", ["cell"], 1.0).empty
-    assert collapsed_seeds(_cell([50.0, 50.0, 53.5]), "acc", ["cell"], 1.0)["acc"].tolist() == [53.5]
+    assert collapsed_seeds(_cell([50.0, 50.0, 53.5]), "acc", ["cell"], 1.0)["acc"].tolist() == [
+        53.5
+    ]
 
 
 def test_collapse_judges_runs_whatever_their_other_columns_hold():
