@@ -14,12 +14,15 @@ from bench.data.generated import (
     COUNT_MAX,
     COUNT_RADIUS,
     LOC_RANGE,
+    RENDERERS,
     SIZE,
     GeneratedSource,
+    RenderedImages,
     _apart,
     _random_shape,
     count,
     generate,
+    part_labels,
     shape_loc,
     shape_ori,
 )
@@ -32,7 +35,7 @@ DRAWS = 2000
 
 @pytest.mark.parametrize("name", [task.name for task in GENERATED_TASKS])
 def test_each_renderer_draws_its_label(name):
-    labels, images = generate(get_task(name), "val200")
+    labels, images = generate(get_task(name), "val200", seed=3)  # not DATA_SEED, the default
     classes = get_task(name).num_classes
     assert [READ_LABEL[name](image, classes) for image in images] == labels.tolist()
 
@@ -118,3 +121,32 @@ def test_the_generated_source_says_where_its_data_comes_from():
     assert source.status(get_task("gen_count"), None) == SourceStatus(True, where, "")
     only = "only gen_shape_loc, gen_shape_ori, gen_count"
     assert source.status(get_task("cifar100"), None) == SourceStatus(False, where, only)
+
+
+def test_colours_span_a_dark_background_and_a_light_foreground():
+    """Each channel: background 0..63, shapes 160..255, so a shape always stands out."""
+    rng = np.random.default_rng(0)
+    background = np.array([generated._background(rng) for _ in range(DRAWS)])
+    foreground = np.array([generated._foreground(rng) for _ in range(DRAWS)])
+    assert background.shape == foreground.shape == (DRAWS, 3)
+    assert (background.min(), background.max(), foreground.min(), foreground.max()) == (
+        0, 63, 160, 255
+    )  # fmt: skip
+
+
+def test_label_order_and_pixels_draw_from_separate_streams():
+    """The order of the labels is not made of the random numbers that then draw the images."""
+    task = get_task("gen_shape_loc")
+    labels = part_labels(task, "val200", 3)
+    image_stream = generated._rng(task, "val200", 3, images=True)
+    assert not np.array_equal(labels, image_stream.permutation(np.sort(labels)))
+    first = next(iter(RenderedImages(task, ("val200",), 3)))
+    image_stream = generated._rng(task, "val200", 3, images=True)
+    drawn = RENDERERS[task.name](image_stream, int(labels[0]), task.num_classes)
+    assert np.array_equal(first, drawn)
+
+
+def test_rendered_images_count_their_parts():
+    task = get_task("gen_count")
+    assert len(RenderedImages(task, ("train800", "val200"), 0)) == 1000
+    assert len(list(RenderedImages(task, ("val200",), 0))) == 200
