@@ -224,12 +224,17 @@ def cli_error(argv: list[str], capsys, preset: str = "demo") -> str:
 
 
 class FakeTimer:
-    """Rounds of fixed ratios (reference 100 img/s), each taking `seconds` on a fake clock."""
+    """Rounds of fixed ratios (reference 100 img/s), each taking `seconds` on a fake clock. More
+    than MAX_ROUNDS rounds fail the test: a stopping rule broken by a mutant must not hang it."""
+
+    MAX_ROUNDS = 100
 
     def __init__(self, ratios, seconds=1.0):
         self.ratios, self.seconds, self.now, self.calls = ratios, seconds, 0.0, 0
 
     def round(self):
+        if self.calls >= self.MAX_ROUNDS:
+            raise AssertionError(f"interleave ran past {self.MAX_ROUNDS} rounds")
         ratio = self.ratios[self.calls % len(self.ratios)]
         self.calls += 1
         self.now += self.seconds

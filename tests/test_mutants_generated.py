@@ -150,3 +150,24 @@ def test_rendered_images_count_their_parts():
     task = get_task("gen_count")
     assert len(RenderedImages(task, ("train800", "val200"), 0)) == 1000
     assert len(list(RenderedImages(task, ("val200",), 0))) == 200
+
+
+def test_a_layout_out_of_range_or_that_cannot_fit_is_an_error_not_a_hang(monkeypatch):
+    rng = np.random.default_rng(0)
+    for n in (0, COUNT_MAX + 1, None):
+        with pytest.raises((ValueError, TypeError)):
+            _apart(rng, n)
+    assert len(_apart(rng, 1)) == 1 and len(_apart(rng, COUNT_MAX)) == COUNT_MAX
+    monkeypatch.setattr(generated, "COUNT_GAP", float(SIZE))  # no two shapes fit this far apart
+    draws = []
+    monkeypatch.setattr(generated, "COUNT_TRIES", 3)
+    uniform = np.random.Generator.uniform
+
+    class Counting(np.random.Generator):
+        def uniform(self, *args, **kwargs):
+            draws.append(1)
+            return uniform(self, *args, **kwargs)
+
+    with pytest.raises(RuntimeError, match="did not fit"):
+        _apart(Counting(np.random.PCG64(0)), 2)
+    assert len(draws) == generated.COUNT_LAYOUTS * 3 * 2  # radius and centre per try

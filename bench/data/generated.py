@@ -48,6 +48,7 @@ COUNT_RADIUS = (1.5, 3.4)  # gen_count: a shape's circumradius range, in px
 COUNT_GAP = 3.0  # px between bounding circles; over 2 sqrt(2): no two shapes share a pixel corner
 COUNT_TRIES = 200  # placements tried before a layout is drawn again
 COUNT_MAX = 10  # shapes: more do not reliably fit apart
+COUNT_LAYOUTS = 100  # layouts drawn before giving up: at COUNT_MAX about 1 in 2 fails, so 100 never
 
 Renderer = Callable[[np.random.Generator, int, int], np.ndarray]  # rng, label, classes -> image
 
@@ -114,9 +115,12 @@ def count(rng: np.random.Generator, label: int, classes: int) -> np.ndarray:
 
 def _apart(rng: np.random.Generator, n: int) -> list[tuple[float, float, float]]:
     """n (cx, cy, r) inside the image whose bounding circles keep COUNT_GAP px apart, drawn one
-    by one (a shape that does not fit is drawn again; after COUNT_TRIES, the whole layout)."""
+    by one (a shape that does not fit is drawn again; after COUNT_TRIES, the whole layout; after
+    COUNT_LAYOUTS, an error rather than a hang)."""
+    if not 1 <= n <= COUNT_MAX:
+        raise ValueError(f"gen_count lays out 1 to {COUNT_MAX} shapes, not {n}")
     lo, hi = COUNT_RADIUS
-    while True:
+    for _ in range(COUNT_LAYOUTS):
         placed: list[tuple[float, float, float]] = []
         for _ in range(COUNT_TRIES):
             r = rng.uniform(lo, hi)
@@ -125,6 +129,7 @@ def _apart(rng: np.random.Generator, n: int) -> list[tuple[float, float, float]]
                 placed.append((cx, cy, r))
                 if len(placed) == n:
                     return placed
+    raise RuntimeError(f"{n} shapes did not fit {COUNT_GAP} px apart in {COUNT_LAYOUTS} layouts")
 
 
 RENDERERS: dict[str, Renderer] = {
