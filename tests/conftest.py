@@ -1,6 +1,6 @@
 """Shared test helpers: one MLflow store and results folder per test session; builders of a tiny
 ViT, a PETL model on it, a calibration loader and a tiny config (plain functions, since tests ask
-for variants); a pruner registered for one test."""
+for variants); a pruner registered for one test; the generated tasks' labels read off their pixels."""
 
 from __future__ import annotations
 
@@ -255,3 +255,56 @@ def linear_model_and_loader():
     rng = np.random.default_rng(0)
     split = ImageSplit(rng.integers(0, 256, size=(24, 3, 4, 4), dtype=np.uint8), np.arange(24) % 3)
     return model, BatchLoader(split, 8, shuffle=True, drop_last=True, seed=0)
+
+
+# --- a generated task's label, read off the pixels (tests/test_generated_tasks.py) ----------
+
+
+def shape_weight(image: np.ndarray) -> np.ndarray:
+    """How much of each pixel the shapes cover, up to a factor: its distance from the
+    background colour (the corner pixel, which no shape reaches)."""
+    return np.abs(image.astype(float) - image[0, 0].astype(float)).sum(axis=-1)
+
+
+def centroid_and_offsets(image: np.ndarray):
+    """The shape's weight, centroid (x, y) and every pixel centre's offset from it."""
+    weight = shape_weight(image)
+    rows, cols = np.indices(weight.shape) + 0.5
+    total = weight.sum()
+    cx, cy = (weight * cols).sum() / total, (weight * rows).sum() / total
+    return weight / total, (cx, cy), cols - cx, rows - cy
+
+
+def x_bin(image: np.ndarray, classes: int) -> int:
+    from bench.data.generated import LOC_RANGE
+
+    _, (cx, _), _, _ = centroid_and_offsets(image)
+    lo, hi = LOC_RANGE
+    return math.floor((cx - lo) / ((hi - lo) / classes))
+
+
+def direction_bin(image: np.ndarray, classes: int) -> int:
+    """The arrow's long axis (second moments), pointed at its tip (the third moment along the
+    axis is positive towards the tip), as an angle counter-clockwise from +x."""
+    weight, _, dx, dy = centroid_and_offsets(image)
+    covariance = [[(weight * dx * dx).sum(), (weight * dx * dy).sum()],
+                  [(weight * dx * dy).sum(), (weight * dy * dy).sum()]]  # fmt: skip
+    axis = np.linalg.eigh(covariance)[1][:, -1]
+    if (weight * (dx * axis[0] + dy * axis[1]) ** 3).sum() < 0:
+        axis = -axis
+    angle = math.atan2(-axis[1], axis[0]) % (2 * math.pi)
+    return math.floor(angle / (2 * math.pi / classes))
+
+
+def blobs(image: np.ndarray) -> int:
+    """Connected groups of shape pixels (8-connected)."""
+    from scipy import ndimage
+
+    return ndimage.label(shape_weight(image) > 0, structure=np.ones((3, 3)))[1]
+
+
+READ_LABEL = {
+    "gen_shape_loc": x_bin,
+    "gen_shape_ori": direction_bin,
+    "gen_count": lambda image, classes: blobs(image) - 1,
+}

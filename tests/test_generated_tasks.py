@@ -8,14 +8,21 @@ import math
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from bench.data.cache import cached_split
-from bench.data.generated import LOC_RANGE, SIZE, generate
+from bench.data.generated import SIZE, generate
 from bench.data.sources import resolve_source
 from bench.errors import UserError
 from bench.tasks import GENERATED_TASKS, get_task, tasks_in
-from tests.conftest import runs_of_suite, tiny_cli_options
+from tests.conftest import (
+    READ_LABEL,
+    blobs,
+    direction_bin,
+    runs_of_suite,
+    shape_weight,
+    tiny_cli_options,
+    x_bin,
+)
 
 NAMES = [task.name for task in GENERATED_TASKS]
 SIZES = {"train800": 800, "val200": 200, "train800val200": 1000, "test": 2000}
@@ -75,52 +82,6 @@ def test_same_seed_same_arrays_other_seed_different(splits, name):
 
 
 # --- the label, read off the pixels ------------------------------------------------------------
-
-
-def shape_weight(image: np.ndarray) -> np.ndarray:
-    """How much of each pixel the shapes cover, up to a factor: its distance from the
-    background colour (the corner pixel, which no shape reaches)."""
-    return np.abs(image.astype(float) - image[0, 0].astype(float)).sum(axis=-1)
-
-
-def centroid_and_offsets(image: np.ndarray):
-    """The shape's weight, centroid (x, y) and every pixel centre's offset from it."""
-    weight = shape_weight(image)
-    rows, cols = np.indices(weight.shape) + 0.5
-    total = weight.sum()
-    cx, cy = (weight * cols).sum() / total, (weight * rows).sum() / total
-    return weight / total, (cx, cy), cols - cx, rows - cy
-
-
-def x_bin(image: np.ndarray, classes: int) -> int:
-    _, (cx, _), _, _ = centroid_and_offsets(image)
-    lo, hi = LOC_RANGE
-    return math.floor((cx - lo) / ((hi - lo) / classes))
-
-
-def direction_bin(image: np.ndarray, classes: int) -> int:
-    """The arrow's long axis (second moments), pointed at its tip (the third moment along the
-    axis is positive towards the tip), as an angle counter-clockwise from +x."""
-    weight, _, dx, dy = centroid_and_offsets(image)
-    covariance = [[(weight * dx * dx).sum(), (weight * dx * dy).sum()],
-                  [(weight * dx * dy).sum(), (weight * dy * dy).sum()]]  # fmt: skip
-    axis = np.linalg.eigh(covariance)[1][:, -1]
-    if (weight * (dx * axis[0] + dy * axis[1]) ** 3).sum() < 0:
-        axis = -axis
-    angle = math.atan2(-axis[1], axis[0]) % (2 * math.pi)
-    return math.floor(angle / (2 * math.pi / classes))
-
-
-def blobs(image: np.ndarray) -> int:
-    """Connected groups of shape pixels (8-connected)."""
-    return ndimage.label(shape_weight(image) > 0, structure=np.ones((3, 3)))[1]
-
-
-READ_LABEL = {
-    "gen_shape_loc": x_bin,
-    "gen_shape_ori": direction_bin,
-    "gen_count": lambda image, classes: blobs(image) - 1,
-}
 
 
 @pytest.mark.parametrize("name", NAMES)

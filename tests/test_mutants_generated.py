@@ -28,7 +28,7 @@ from bench.data.generated import (
 )
 from bench.data.sources import SourceStatus
 from bench.tasks import GENERATED_TASKS, get_task
-from tests.test_generated_tasks import READ_LABEL, blobs
+from tests.conftest import READ_LABEL, blobs
 
 DRAWS = 2000
 
