@@ -172,7 +172,8 @@ def test_each_round_times_the_reference_then_the_candidate_with_the_settings(mon
 def test_both_models_are_compiled_when_asked(monkeypatch, compile_):
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)
-    monkeypatch.setattr(bench.measure, "throughput", lambda model, *a: 100.0)
+    rates = iter([100.0, 100.0])  # one round; a third call ends the test, whatever the clock
+    monkeypatch.setattr(bench.measure, "throughput", lambda model, *a: next(rates))
     reference, candidate = object(), object()
     cfg = MeasureConfig(batch_sizes=[1], rounds=1, ratio_target=None, compile=compile_)
     bench.measure.compare_throughput(reference, candidate, 16, CPU, cfg)
