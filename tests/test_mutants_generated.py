@@ -171,3 +171,12 @@ def test_a_layout_out_of_range_or_that_cannot_fit_is_an_error_not_a_hang(monkeyp
     with pytest.raises(RuntimeError, match="did not fit"):
         _apart(Counting(np.random.PCG64(0)), 2)
     assert len(draws) == generated.COUNT_LAYOUTS * 3 * 2  # radius and centre per try
+
+
+def test_the_fingerprint_tells_tasks_seeds_and_splits_apart():
+    """The data cache keys on it: one cached split must not stand in for another."""
+    read = GeneratedSource().read_split
+    prints = [read(get_task(name), split, None, seed).fingerprint
+              for name in ("gen_count", "gen_shape_loc") for split in ("val200", "test")
+              for seed in (0, 1)]  # fmt: skip
+    assert all(isinstance(p, str) for p in prints) and len(set(prints)) == 8
