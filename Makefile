@@ -59,7 +59,7 @@ help:
 	@echo "make export  RUN=<run id> OUT=<dir> [CHECKPOINT=...]  the deployed model of a finished run"
 	@echo "make pretrain-demo  pretrain the demo ViT on generated fractals (~25 min on 2 cores; ARGS=--epochs ...)"
 	@echo "make test    run the test suite"
-	@echo "make test-fast  the tests but the slow ones (end-to-end runs, servers, workers, compiling): ~1 min"
+	@echo "make test-fast  the tests but the slow ones (end-to-end runs, servers, workers, compiling): ~2 min"
 	@echo "make mutate [MODULES=bench/budget.py ...]  mutation testing of the core (mutmut): scores, survivors"
 	@echo "make ui      the MLflow UI on 127.0.0.1:5000; prints the link to SUITE's runs table"
 	@echo "make lint    ruff"
