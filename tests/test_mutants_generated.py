@@ -59,6 +59,17 @@ def spied(monkeypatch, name: str) -> list[tuple]:
     return calls
 
 
+def drawn_calls(monkeypatch, name: str, renderer) -> np.ndarray:
+    """The arguments of generated.<name>'s calls while `renderer` draws DRAWS images over its
+    8 labels (a Generator argument as 0)."""
+    calls, rng = spied(monkeypatch, name), np.random.default_rng(0)
+    for label in range(8):
+        for _ in range(DRAWS // 8):
+            renderer(rng, label, 8)
+    return np.array([[0.0 if isinstance(a, np.random.Generator) else float(a) for a in call]
+                     for call in calls])  # fmt: skip
+
+
 def spans(values, lo: float, hi: float, slack: float) -> bool:
     """Inside [lo, hi] and within `slack` of both ends."""
     values = np.asarray(values)
@@ -66,23 +77,13 @@ def spans(values, lo: float, hi: float, slack: float) -> bool:
 
 
 def test_gen_shape_locs_shape_has_a_radius_of_3_to_5_px_and_any_y(monkeypatch):
-    calls = spied(monkeypatch, "_random_shape")
-    rng = np.random.default_rng(0)
-    for label in range(8):
-        for _ in range(DRAWS // 8):
-            shape_loc(rng, label, 8)
-    _, cx, cy, r = np.array([(0, *call[1:]) for call in calls]).T
+    _, cx, cy, r = drawn_calls(monkeypatch, "_random_shape", shape_loc).T
     assert spans(r, 3.0, 5.0, 0.05)
     assert spans(cy, *LOC_RANGE, 0.1) and spans(cx, *LOC_RANGE, 1.0)
 
 
 def test_gen_shape_oris_arrow_is_12_to_18_px_long_and_reaches_the_border(monkeypatch):
-    calls = spied(monkeypatch, "arrow")
-    rng = np.random.default_rng(0)
-    for label in range(8):
-        for _ in range(DRAWS // 8):
-            shape_ori(rng, label, 8)
-    cx, cy, length, width, _ = np.array(calls).T
+    cx, cy, length, width, _ = drawn_calls(monkeypatch, "arrow", shape_ori).T
     assert spans(length, 12.0, 18.0, 0.05)
     assert spans(width / length, 0.5, 0.7, 0.01)
     # the tip lies 2/3 of the length from the centre: the centre keeps it 1 px inside the image
