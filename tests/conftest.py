@@ -75,6 +75,18 @@ def restore_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
+def module_from_path(path: Path, name: str):
+    """Import a script that is no package module (benchmarks/, tests/mutation/) by its path; it is
+    registered in sys.modules under `name`, where dataclasses look their module up."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_vit(num_classes: int = 10, depth: int = 4, seed: int = 0):
     from bench.models.backbone import create_backbone
 

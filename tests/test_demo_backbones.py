@@ -3,16 +3,15 @@ default only with ≥ 3 points on digits' `none`, intervals apart, and depths th
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import module_from_path
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_backbones.py"
-spec = importlib.util.spec_from_file_location("demo_backbones", SCRIPT)
-demo_backbones = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(demo_backbones)
+demo_backbones = module_from_path(SCRIPT, "demo_backbones")
 RANDOM, PRETRAINED = demo_backbones.PRESETS.values()
 
 

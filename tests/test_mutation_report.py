@@ -3,18 +3,15 @@ equivalent.md, the strict score only those of its section "Equivalent"."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import module_from_path
+
 pytest.importorskip("mutmut")
 
-PATH = Path(__file__).parent / "mutation" / "report.py"
-SPEC = importlib.util.spec_from_file_location("mutation_report", PATH)
-report = sys.modules[SPEC.name] = importlib.util.module_from_spec(SPEC)  # dataclasses look it up
-SPEC.loader.exec_module(report)
+report = module_from_path(Path(__file__).parent / "mutation" / "report.py", "mutation_report")
 
 TEXT = """# Surviving mutants that are not counted
 
