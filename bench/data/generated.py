@@ -48,7 +48,7 @@ COUNT_RADIUS = (1.5, 3.4)  # gen_count: a shape's circumradius range, in px
 COUNT_GAP = 3.0  # px between bounding circles; over 2 sqrt(2): no two shapes share a pixel corner
 COUNT_TRIES = 200  # placements tried before a layout is drawn again
 COUNT_MAX = 10  # shapes: more do not reliably fit apart
-COUNT_LAYOUTS = 100  # layouts drawn before an error: at COUNT_MAX about 1 in 2 fails (9 in a row
+COUNT_LAYOUTS = 100  # layouts drawn before an error: at COUNT_MAX about 1 in 2 fails (8 in a row
 # at most in 3 000 draws), so 100 in a row stand for a bug, not bad luck
 
 Renderer = Callable[[np.random.Generator, int, int], np.ndarray]  # rng, label, classes -> image
